@@ -1,0 +1,35 @@
+# mcslabel: two commands on a fresh Debian 12 machine (as root):
+#   make demo   install everything, then run the main job end to end
+#   make test   install everything, then lint, type-check, test, build docs
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(VENV)/bin
+
+.PHONY: setup demo test lint typecheck pytest docs bench clean
+
+setup:
+	@bash scripts/setup.sh
+
+demo: setup
+	@bash scripts/demo.sh
+
+test: setup lint typecheck pytest docs
+
+lint:
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck:
+	$(BIN)/mypy --strict src
+
+pytest:
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+docs:
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+bench: setup
+	$(PY) benchmarks/run_all.py
+
+clean:
+	rm -rf site .pytest_cache .mypy_cache .ruff_cache

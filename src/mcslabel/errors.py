@@ -1,0 +1,118 @@
+"""One exception hierarchy for everything mcslabel raises on purpose.
+
+Every error a caller can act on derives from :class:`MCSLabelError`, so
+``except MCSLabelError`` is enough to catch bad input, policy trouble and
+store trouble without also swallowing programming errors.
+"""
+
+from __future__ import annotations
+
+
+def show_input(value: object) -> str:
+    """repr() cut short, so hostile input cannot flood an error message."""
+    text = repr(value)
+    return text if len(text) <= 48 else text[:40] + "...'"
+
+
+class MCSLabelError(Exception):
+    """Base class of every error mcslabel raises on purpose."""
+
+
+# --- bad input --------------------------------------------------------------
+
+
+class InvalidInput(MCSLabelError, ValueError):
+    """Input that cannot be understood (a malformed level, context, URL...)."""
+
+
+class InvalidLevel(InvalidInput):
+    """A malformed or out-of-range MLS/MCS level or range."""
+
+
+class InvalidContext(InvalidInput):
+    """A malformed SELinux security context."""
+
+
+# --- environment and policy -------------------------------------------------
+
+
+class SELinuxUnavailable(MCSLabelError):
+    """The OS SELinux bindings (libselinux, SETools) are not installed."""
+
+
+class PolicyError(MCSLabelError):
+    """A policy file or policy root is missing, unreadable or not a policy."""
+
+
+class UnknownPolicyName(PolicyError):
+    """A type, class, permission or boolean that the policy does not define."""
+
+
+# --- allocation -------------------------------------------------------------
+
+
+class AllocationError(MCSLabelError):
+    """Base class of allocator failures."""
+
+
+class SpaceExhausted(AllocationError):
+    """Every category pair is held, excluded or blocked by a custom level."""
+
+
+class LabelInUse(AllocationError):
+    """A level is already held by another owner."""
+
+    def __init__(self, message: str, *, level: str = "", holder: str = "") -> None:
+        super().__init__(message)
+        self.level = level
+        self.holder = holder
+
+
+class DominanceConflict(AllocationError):
+    """A level dominates, or is dominated by, a level already held."""
+
+
+class UnknownAllocation(AllocationError):
+    """Release or lookup of a level that is not allocated (or not by that owner)."""
+
+
+# --- stores -----------------------------------------------------------------
+
+
+class StoreError(MCSLabelError):
+    """A label store cannot be opened, read or written."""
+
+
+class StoreUnavailable(StoreError):
+    """No member of the store's backend answered."""
+
+
+class StoreCorrupt(StoreError):
+    """The store's data is damaged; nothing was overwritten or reset."""
+
+
+# --- relabel ----------------------------------------------------------------
+
+
+class RelabelError(MCSLabelError):
+    """A relabel could not start or finish."""
+
+
+class RefusedPath(RelabelError):
+    """A path that must never be relabeled (a system path, a home directory...)."""
+
+    def __init__(self, message: str, *, path: str = "", reason: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.reason = reason
+
+
+class JournalError(RelabelError):
+    """A relabel journal is missing, unreadable or damaged."""
+
+
+# --- docker -----------------------------------------------------------------
+
+
+class DockerError(MCSLabelError):
+    """The Docker daemon cannot be reached or refused a request."""

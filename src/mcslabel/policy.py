@@ -1,0 +1,171 @@
+"""Policy files: a policy root laid out like ``/etc/selinux/<type>/``.
+
+A policy root holds ``policy/policy.NN`` (the binary policy),
+``contexts/lxc_contexts`` (container contexts) and
+``contexts/files/file_contexts[.homedirs]``. :class:`PolicyRoot` finds those
+files; :func:`load_policy` opens the binary policy with SETools and reads its
+MLS flag, sensitivity and category counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from mcslabel import _bindings
+from mcslabel.context import ContainerContexts
+from mcslabel.errors import PolicyError
+
+SELINUX_DIR = Path("/etc/selinux")
+_POLICY_FILE = re.compile(r"policy\.(\d+)")
+
+
+def installed_policy_type(selinux_dir: Path = SELINUX_DIR) -> str:
+    """``SELINUXTYPE`` from ``/etc/selinux/config`` (``targeted``, ``default``...)."""
+    config = selinux_dir / "config"
+    try:
+        text = config.read_text()
+    except OSError as exc:
+        raise PolicyError(f"cannot read {config}: {exc.strerror}; is a policy installed?") from exc
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and key.strip() == "SELINUXTYPE" and value.strip():
+            return value.strip().strip("\"'")
+    raise PolicyError(f"{config} sets no SELINUXTYPE")
+
+
+@attrs.frozen
+class PolicyRoot:
+    """A directory laid out like ``/etc/selinux/<type>/``."""
+
+    path: Path = attrs.field(converter=Path)
+
+    @classmethod
+    def installed(cls, selinux_dir: Path = SELINUX_DIR) -> PolicyRoot:
+        """The root of the policy this host is configured to load."""
+        root = cls(selinux_dir / installed_policy_type(selinux_dir))
+        if not root.path.is_dir():
+            raise PolicyError(f"configured policy root {root.path} does not exist")
+        return root
+
+    @classmethod
+    def at(cls, path: str | os.PathLike[str]) -> PolicyRoot:
+        root = cls(Path(path))
+        if not root.path.is_dir():
+            raise PolicyError(f"policy root {root.path} is not a directory")
+        return root
+
+    @property
+    def policy_file(self) -> Path:
+        """The newest ``policy/policy.NN`` in the root."""
+        directory = self.path / "policy"
+        try:
+            candidates = [
+                (int(m.group(1)), p)
+                for p in directory.iterdir()
+                if (m := _POLICY_FILE.fullmatch(p.name)) and p.is_file()
+            ]
+        except OSError as exc:
+            raise PolicyError(f"cannot list {directory}: {exc.strerror}") from exc
+        if not candidates:
+            raise PolicyError(f"no policy/policy.NN file under {self.path}")
+        return max(candidates)[1]
+
+    @property
+    def lxc_contexts_file(self) -> Path:
+        return self.path / "contexts" / "lxc_contexts"
+
+    @property
+    def file_contexts_file(self) -> Path:
+        return self.path / "contexts" / "files" / "file_contexts"
+
+    @property
+    def homedirs_file(self) -> Path:
+        return self.path / "contexts" / "files" / "file_contexts.homedirs"
+
+    def container_contexts(self) -> ContainerContexts:
+        """Parse this root's ``lxc_contexts``."""
+        path = self.lxc_contexts_file
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise PolicyError(f"cannot read {path}: {exc.strerror}") from exc
+        return ContainerContexts.parse(text, source=str(path))
+
+
+@attrs.frozen
+class Policy:
+    """A loaded binary policy and the facts mcslabel needs from it."""
+
+    path: Path
+    root: PolicyRoot | None
+    mls: bool
+    sensitivities: int
+    categories: int
+    version: int
+    setools_policy: Any = attrs.field(eq=False, repr=False)
+
+    def has_type(self, name: str) -> bool:
+        """True when ``name`` is a type or type alias of this policy."""
+        setools = _bindings.setools()
+        try:
+            self.setools_policy.lookup_type(name)
+        except setools.exception.InvalidType:
+            return False
+        return True
+
+    def container_contexts(self) -> ContainerContexts:
+        if self.root is None:
+            raise PolicyError(f"{self.path} was loaded without a policy root; no lxc_contexts")
+        return self.root.container_contexts()
+
+
+def load_policy(
+    policy_root: str | os.PathLike[str] | PolicyRoot | None = None,
+    *,
+    policy: str | os.PathLike[str] | None = None,
+) -> Policy:
+    """Load a binary policy: a given file, a policy root's, or the installed one."""
+    root: PolicyRoot | None
+    if isinstance(policy_root, PolicyRoot):
+        root = policy_root
+    elif policy_root is not None:
+        root = PolicyRoot.at(policy_root)
+    elif policy is None:
+        root = PolicyRoot.installed()
+    else:
+        root = None
+    path = Path(policy) if policy is not None else _root_policy_file(root)
+    return _load(str(path.resolve()), root)
+
+
+def _root_policy_file(root: PolicyRoot | None) -> Path:
+    assert root is not None  # load_policy sets one when no policy file is given
+    return root.policy_file
+
+
+@functools.lru_cache(maxsize=8)
+def _load(path: str, root: PolicyRoot | None) -> Policy:
+    # Policies are immutable files in practice and a load costs ~0.1 s: cache.
+    setools = _bindings.setools()
+    if not Path(path).is_file():
+        raise PolicyError(f"policy file {path} does not exist")
+    try:
+        sp = setools.SELinuxPolicy(path)
+    except (setools.exception.InvalidPolicy, OSError, ValueError) as exc:
+        raise PolicyError(f"{path} is not a loadable binary policy: {exc}") from exc
+    mls = bool(sp.mls)
+    return Policy(
+        path=Path(path),
+        root=root,
+        mls=mls,
+        sensitivities=len(list(sp.sensitivities())) if mls else 0,
+        categories=len(list(sp.categories())) if mls else 0,
+        version=int(sp.version),
+        setools_policy=sp,
+    )

@@ -1,0 +1,33 @@
+"""Shared test fixtures: the real installed policy and the shared CentOS root."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+# ../shared beside the checkout (read-only in CI); MCSLABEL_SHARED overrides.
+SHARED = Path(os.environ.get("MCSLABEL_SHARED", REPO.parent / "shared"))
+CENTOS_ROOT = SHARED / "policies" / "centos-stream9-targeted"
+
+
+@pytest.fixture(scope="session")
+def centos_root() -> Path:
+    """The real CentOS Stream 9 targeted policy root from shared/."""
+    if not (CENTOS_ROOT / "policy" / "policy.33").is_file():
+        if os.environ.get("CI"):
+            pytest.fail(f"shared CentOS policy root missing at {CENTOS_ROOT}")
+        pytest.skip(f"shared CentOS policy root missing at {CENTOS_ROOT}")
+    return CENTOS_ROOT
+
+
+@pytest.fixture(scope="session")
+def installed_policy():  # type: ignore[no-untyped-def]
+    """The installed (Debian refpolicy + container module) policy, loaded."""
+    from mcslabel.policy import load_policy
+
+    policy = load_policy()
+    assert policy.has_type("container_t"), "run scripts/setup.sh: container module missing"
+    return policy
