@@ -6,6 +6,15 @@ import os
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
+
+# CI machines are small and shared: judge properties, not generation speed.
+settings.register_profile(
+    "mcslabel",
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings.load_profile("mcslabel")
 
 REPO = Path(__file__).resolve().parent.parent
 # ../shared beside the checkout (read-only in CI); MCSLABEL_SHARED overrides.

@@ -1,0 +1,86 @@
+"""CLI skeleton: --version, check, policy; exit codes and --json."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mcslabel.cli import main
+
+
+def test_check_prints_canonical(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "s0:c2,c1"]) == 0
+    assert capsys.readouterr().out == "s0:c1,c2\n"
+
+
+def test_check_context_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "staff_u:staff_r:staff_t:s0-s0:c0.c1023", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["kind"] == "context" and data["type"] == "staff_t"
+    assert data["level"] == "s0-s0:c0.c1023"
+
+
+def test_check_level_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "s0:c0,c1,c2", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data == {
+        "kind": "level",
+        "canonical": "s0:c0.c2",
+        "sensitivity": 0,
+        "categories": [0, 1, 2],
+        "is_pair": False,
+    }
+
+
+@pytest.mark.parametrize("bad", ["s0:c1024", "SystemLow", "s0:c5.c3", "u:r", "u:r:t:s0:c1,c1"])
+def test_check_bad_input_exit_2_one_line(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", bad]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("mcslabel: error: ") and err.count("\n") == 1
+
+
+def test_check_bad_input_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["check", "s0:c1024", "--json"]) == 2
+    assert json.loads(capsys.readouterr().out)["error"]["type"] == "InvalidLevel"
+
+
+def test_policy_command(centos_root: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["policy", "--policy-root", str(centos_root), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["categories"] == 1024
+    assert data["container_contexts"]["process"] == "system_u:system_r:container_t:s0"
+    assert data["container_contexts"]["process_type_defined"] is True
+
+
+def test_policy_command_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "x").write_text("nope")
+    assert main(["policy", "--policy", str(tmp_path / "x")]) == 2
+
+
+def test_no_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main([]) == 2
+
+
+def test_version_imports_no_setools_or_docker() -> None:
+    code = (
+        "import sys\n"
+        "from mcslabel.cli import main\n"
+        "try:\n    main(['--version'])\nexcept SystemExit as e:\n    assert e.code == 0\n"
+        "bad = [m for m in ('setools', 'docker', 'selinux', 'etcd3gw') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.startswith("mcslabel ")
+
+
+def test_console_script() -> None:
+    exe = Path(sys.executable).parent / "mcslabel"
+    out = subprocess.run(
+        [str(exe), "check", "s0:c9,c3"], capture_output=True, text=True, check=False
+    )
+    assert (out.returncode, out.stdout) == (0, "s0:c3,c9\n")
