@@ -116,3 +116,18 @@ class JournalError(RelabelError):
 
 class DockerError(MCSLabelError):
     """The Docker daemon cannot be reached or refused a request."""
+
+
+# --- verify -----------------------------------------------------------------
+
+
+class PolicyNotMLS(PolicyError):
+    """A policy built without MLS/MCS: levels and category pairs mean nothing there."""
+
+
+class NoFileContext(InvalidInput):
+    """A path whose file_contexts entry is ``<<none>>`` (or that no entry matches)."""
+
+    def __init__(self, message: str, *, path: str = "") -> None:
+        super().__init__(message)
+        self.path = path

@@ -23,6 +23,10 @@ from mcslabel.cli._common import EXIT_INPUT, EXIT_OK, run_handler
 SUBCOMMAND_MODULES = (
     "mcslabel.cli.check",
     "mcslabel.cli.policy",
+    "mcslabel.cli.alloc",
+    "mcslabel.cli.docker",
+    "mcslabel.cli.verify",
+    "mcslabel.cli.relabel",
 )
 
 

@@ -1,0 +1,211 @@
+"""``mcslabel allocate|reserve|release|renew|list|gc``: the label registry."""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import socket
+from typing import TYPE_CHECKING
+
+from mcslabel.cli._common import (
+    EXIT_OK,
+    add_json_flag,
+    add_store_flag,
+    print_json,
+    print_table,
+)
+
+if TYPE_CHECKING:
+    from mcslabel.allocator import Allocator
+    from mcslabel.stores.base import Allocation
+
+
+def _default_owner() -> str:
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return f"user:{user}@{socket.gethostname()}"
+
+
+def _add_common(parser: argparse.ArgumentParser) -> None:
+    add_store_flag(parser)
+    add_json_flag(parser)
+    parser.add_argument(
+        "--categories",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="the policy's category count (default 1024)",
+    )
+
+
+def _allocator(args: argparse.Namespace) -> Allocator:
+    from mcslabel.allocator import Allocator
+    from mcslabel.stores import open_store
+
+    return Allocator(open_store(args.store), categories=args.categories)
+
+
+def _when(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "-"
+    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _show(record: Allocation | None, args: argparse.Namespace) -> None:
+    if args.json:
+        print_json(None if record is None else record.to_json())
+    elif record is not None:
+        print(record.level)
+
+
+def _allocate(args: argparse.Namespace) -> int:
+    allocator = _allocator(args)
+    try:
+        record = allocator.allocate(
+            args.owner or _default_owner(),
+            name=args.name,
+            shared=args.shared,
+            ttl=args.ttl,
+            persistent=args.persistent,
+        )
+    finally:
+        allocator.store.close()
+    _show(record, args)
+    return EXIT_OK
+
+
+def _reserve(args: argparse.Namespace) -> int:
+    allocator = _allocator(args)
+    try:
+        record = allocator.reserve(
+            args.level,
+            args.owner or _default_owner(),
+            shared=args.shared,
+            ttl=args.ttl,
+            persistent=args.persistent,
+        )
+    finally:
+        allocator.store.close()
+    _show(record, args)
+    return EXIT_OK
+
+
+def _release(args: argparse.Namespace) -> int:
+    allocator = _allocator(args)
+    try:
+        remaining = allocator.release(args.level, args.owner)
+    finally:
+        allocator.store.close()
+    if args.json:
+        print_json(
+            {
+                "level": args.level,
+                "freed": remaining is None,
+                "remaining": None if remaining is None else remaining.to_json(),
+            }
+        )
+    elif remaining is None:
+        print(f"released {args.level}")
+    else:
+        print(f"{remaining.level} still held by {', '.join(remaining.owners)}")
+    return EXIT_OK
+
+
+def _renew(args: argparse.Namespace) -> int:
+    allocator = _allocator(args)
+    try:
+        record = allocator.renew(args.level, args.ttl)
+    finally:
+        allocator.store.close()
+    if args.json:
+        print_json(record.to_json())
+    else:
+        print(f"{record.level} expires {_when(record.expires)}")
+    return EXIT_OK
+
+
+def _list(args: argparse.Namespace) -> int:
+    allocator = _allocator(args)
+    try:
+        records = list(allocator.owned_by(args.owner) if args.owner else allocator.list())
+    finally:
+        allocator.store.close()
+    if args.json:
+        print_json([r.to_json() for r in records])
+        return EXIT_OK
+    print_table(
+        ("level", "owners", "name", "expires", "host"),
+        [
+            (r.level, ",".join(r.owners), r.name or "-", _when(r.expires), r.host or "-")
+            for r in records
+        ],
+    )
+    return EXIT_OK
+
+
+def _gc(args: argparse.Namespace) -> int:
+    allocator = _allocator(args)
+    try:
+        events = allocator.gc()
+    finally:
+        allocator.store.close()
+    if args.json:
+        print_json(
+            [
+                {"level": str(e.level), "owner": e.owner, "reason": e.reason, "freed": e.freed}
+                for e in events
+            ]
+        )
+        return EXIT_OK
+    for e in events:
+        who = "" if e.owner is None else f" owner {e.owner}"
+        print(f"{e.level}{who}: {e.reason}{' (freed)' if e.freed else ''}")
+    print(f"gc: {len(events)} change(s)")
+    return EXIT_OK
+
+
+def _add_lease_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--owner", metavar="O", help="owner (default user:<you>@<host>)")
+    parser.add_argument("--ttl", type=float, metavar="S", help="lease in seconds (renew it)")
+    parser.add_argument("--shared", action="store_true", help="let other owners join")
+    parser.add_argument(
+        "--persistent", action="store_true", help="label of persistent data: never lease-bound"
+    )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = subparsers.add_parser("allocate", help="allocate a free category pair and print it")
+    _add_common(p)
+    _add_lease_flags(p)
+    p.add_argument("--name", metavar="N", help="deterministic: same name -> same pair")
+    p.set_defaults(handler=_allocate)
+
+    p = subparsers.add_parser("reserve", help="reserve a chosen level (dominance-checked)")
+    p.add_argument("level", metavar="LEVEL", help="e.g. s0:c3,c7 or s0:c5")
+    _add_common(p)
+    _add_lease_flags(p)
+    p.set_defaults(handler=_reserve)
+
+    p = subparsers.add_parser("release", help="release a level (one owner, or all)")
+    p.add_argument("level", metavar="LEVEL")
+    p.add_argument("--owner", metavar="O", help="drop only this owner (default: free it)")
+    _add_common(p)
+    p.set_defaults(handler=_release)
+
+    p = subparsers.add_parser("renew", help="extend a level's lease")
+    p.add_argument("level", metavar="LEVEL")
+    p.add_argument("--ttl", type=float, required=True, metavar="S", help="seconds from now")
+    _add_common(p)
+    p.set_defaults(handler=_renew)
+
+    p = subparsers.add_parser("list", help="list allocations")
+    p.add_argument("--owner", metavar="O", help="only this owner's allocations")
+    _add_common(p)
+    p.set_defaults(handler=_list)
+
+    p = subparsers.add_parser("gc", help="free expired leases and dead processes' levels")
+    _add_common(p)
+    p.set_defaults(handler=_gc)

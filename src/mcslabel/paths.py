@@ -1,0 +1,205 @@
+"""Which paths must never be relabeled, decided after canonicalisation.
+
+A recursive relabel of a system directory or a home directory breaks a host
+(``-v /home:/x:z`` once broke every login, podman#759). go-selinux refuses a
+list of exact path strings, which ``//usr``, ``/usr/.``, ``/var/../etc`` or a
+symlink to ``/home`` slip past. Here every check runs on the canonical path
+(:func:`os.path.realpath`, strict) *and* on the file's identity (device and
+inode), so aliases, bind mounts of a refused directory and trailing slashes
+are all caught. Three rules, each naming its reason:
+
+1. **System trees** (``/usr``, ``/etc``, ``/boot``, ``/proc``, ``/root``...):
+   the directory and everything inside it. Relabeling ``/usr/lib/x`` is as
+   harmful as relabeling ``/usr``; go-selinux allows it, mcslabel does not.
+2. **Exact paths**: the rest of the go-selinux list (``/``, ``/home``,
+   ``/var``, ``/var/lib``, ``/tmp``...), ``$HOME``, ``$SUDO_USER``'s home,
+   every home directory in the password database and any extra path the
+   caller adds. Subdirectories are allowed (``/var/lib/containers/x``,
+   ``/tmp/vol``), except a home directory's hidden entries (``~/.ssh``,
+   ``~/.config``...), where sshd and login read their files.
+3. **Ancestors**: a path that *contains* any refused path (``/data`` when
+   ``/data/alice`` is a home), since a relabel is recursive.
+
+Nothing removes ``/`` or the system trees from the list.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from mcslabel.errors import RefusedPath
+from mcslabel.errors import show_input as _q
+
+# The directory and everything inside it.
+SYSTEM_TREES: tuple[str, ...] = (
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/lib",
+    "/lib32",
+    "/lib64",
+    "/libx32",
+    "/proc",
+    "/root",
+    "/sbin",
+    "/sys",
+    "/usr",
+)
+
+# go-selinux's exclude list (pkg/label, label_linux.go) plus /mnt and
+# /var/tmp; the system trees above cover the rest of it (/etc/passwd,
+# /etc/pki, /etc/shadow...).
+EXACT_PATHS: tuple[str, ...] = (
+    "/",
+    "/home",
+    "/media",
+    "/mnt",
+    "/opt",
+    "/run",
+    "/srv",
+    "/tmp",
+    "/var",
+    "/var/lib",
+    "/var/log",
+    "/var/tmp",
+)
+
+
+def canonical(path: str | os.PathLike[str]) -> str:
+    """The absolute, symlink-free spelling of an existing ``path``.
+
+    Raises :class:`~mcslabel.errors.RefusedPath` (reason ``missing``) when the
+    path does not exist: a relabel target must exist.
+    """
+    text = os.fspath(path)
+    if not isinstance(text, str) or not text or "\0" in text:
+        raise RefusedPath(f"{_q(text)} is not a path", path=str(text), reason="invalid")
+    try:
+        return os.path.realpath(text, strict=True)
+    except OSError as exc:
+        raise RefusedPath(
+            f"{_q(text)} cannot be resolved: {exc.strerror}", path=text, reason="missing"
+        ) from exc
+
+
+def home_directories() -> list[str]:
+    """``$HOME``, ``$SUDO_USER``'s home and every home in the password database."""
+    homes: list[str] = []
+    if home := os.environ.get("HOME"):
+        homes.append(home)
+    if sudo_user := os.environ.get("SUDO_USER"):
+        with contextlib.suppress(KeyError):
+            homes.append(pwd.getpwnam(sudo_user).pw_dir)
+    homes.extend(entry.pw_dir for entry in pwd.getpwall() if entry.pw_dir)
+    return homes
+
+
+def _spellings(path: str) -> Iterator[str]:
+    """``path`` normalised, and its canonical form when it exists."""
+    normal = os.path.normpath(path) if path.startswith("/") else None
+    if normal is None:
+        return
+    yield "/" if normal == "//" else normal
+    with contextlib.suppress(OSError):
+        yield os.path.realpath(normal, strict=True)
+
+
+def _inside(path: str, tree: str) -> bool:
+    return path == tree or tree == "/" or path.startswith(tree + "/")
+
+
+class RefusedPaths:
+    """The refused set, computed once; :meth:`reason` checks one canonical path."""
+
+    def __init__(self, extra: Iterable[str | os.PathLike[str]] = ()) -> None:
+        self.trees = sorted({s for p in SYSTEM_TREES for s in _spellings(p)})
+        exact: dict[str, str] = {}
+        for p in EXACT_PATHS:
+            for s in _spellings(p):
+                exact.setdefault(s, "system directory")
+        self.homes = sorted({s for p in home_directories() for s in _spellings(p)} - {"/"})
+        for h in self.homes:
+            exact.setdefault(h, "home directory")
+        for added in extra:
+            for s in _spellings(os.path.abspath(os.fspath(added))):
+                exact.setdefault(s, "refused by caller")
+        self.exact = exact
+        self.identities: dict[tuple[int, int], str] = {}
+        for p, why in [*((t, "system directory") for t in self.trees), *exact.items()]:
+            try:
+                st = os.stat(p)
+            except OSError:
+                continue
+            self.identities.setdefault((st.st_dev, st.st_ino), f"{why} {p}")
+
+    def identity_reason(self, identity: tuple[int, int]) -> str | None:
+        """Why a file with this (device, inode) is refused: it *is* a refused directory."""
+        found = self.identities.get(identity)
+        return None if found is None else f"same file as {found} (a bind mount or alias)"
+
+    def reason(self, path: str, identity: tuple[int, int] | None = None) -> str | None:
+        """Why canonical ``path`` (with device and inode ``identity``) is refused."""
+        for tree in self.trees:
+            if _inside(path, tree):
+                return f"inside system directory {tree}"
+        if path in self.exact:
+            return f"{self.exact[path]} {path}"
+        for home in self.homes:
+            if path.startswith(home + "/"):
+                first = path[len(home) + 1 :].split("/", 1)[0]
+                if first.startswith("."):
+                    return f"hidden entry {first} of home directory {home}"
+        for refused, why in self.exact.items():
+            if refused != path and _inside(refused, path):
+                return f"contains {why} {refused}"
+        return None if identity is None else self.identity_reason(identity)
+
+
+def refusal_reason(
+    path: str | os.PathLike[str], *, refuse: Iterable[str | os.PathLike[str]] = ()
+) -> str | None:
+    """Why relabeling ``path`` must be refused, or ``None`` when it is allowed.
+
+    ``path`` is canonicalised first; a path that does not exist is refused
+    with reason ``cannot be resolved``. ``refuse`` adds paths to the list.
+    """
+    try:
+        real = canonical(path)
+    except RefusedPath as exc:
+        return str(exc)
+    try:
+        st = os.stat(real)
+        identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
+    except OSError:
+        identity = None
+    return RefusedPaths(refuse).reason(real, identity)
+
+
+def check_relabel_allowed(
+    path: str | os.PathLike[str], *, refuse: Iterable[str | os.PathLike[str]] = ()
+) -> Path:
+    """The canonical ``path``, or :class:`~mcslabel.errors.RefusedPath` naming the reason."""
+    real = canonical(path)
+    st = os.stat(real)
+    why = RefusedPaths(refuse).reason(real, (st.st_dev, st.st_ino))
+    if why is not None:
+        raise RefusedPath(
+            f"refusing to relabel {_q(os.fspath(path))}: {why}", path=real, reason=why
+        )
+    return Path(real)
+
+
+__all__ = [
+    "EXACT_PATHS",
+    "SYSTEM_TREES",
+    "RefusedPaths",
+    "canonical",
+    "check_relabel_allowed",
+    "home_directories",
+    "refusal_reason",
+]

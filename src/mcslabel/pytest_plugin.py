@@ -1,0 +1,206 @@
+"""pytest plugin: MCS levels, relabeled volumes and policy assertions as fixtures.
+
+Installed with mcslabel and loaded through the ``pytest11`` entry point
+(``mcslabel = "mcslabel.pytest_plugin"``): a project that installs mcslabel
+gets these fixtures with no conftest. Disable with ``-p no:mcslabel``.
+
+Fixtures:
+
+``mcs_store``
+    A fresh SQLite store in the test's temp dir, or the store ``--mcs-store URL`` names.
+``mcs_allocator``
+    An :class:`~mcslabel.allocator.Allocator` on ``mcs_store``.
+``mcs_level``
+    A fresh category pair allocated for this test and released after it.
+``mcs_volume``
+    A temp directory relabeled (journaled) to ``mcs_level``, restored after the test.
+``selinux_policy``
+    The installed policy, or the one under ``--mcs-policy-root DIR`` (session-wide).
+``assert_blocked`` / ``assert_isolated``
+    :func:`mcslabel.testing.assert_blocked` and :func:`mcslabel.testing.assert_isolated`
+    bound to ``selinux_policy``.
+
+Markers:
+
+``@pytest.mark.mcs_level(name=None, shared=False, ttl=None)``
+    How ``mcs_level`` allocates: a deterministic ``name``, a shared allocation, a lease.
+``@pytest.mark.mcs_volume(shared=False, read_only=False)``
+    How ``mcs_volume`` is labeled: ``:z`` (shared, plain ``s0``) or read-only content.
+
+Options: ``--mcs-store URL`` (also the ``mcs_store`` ini key), ``--mcs-policy-root DIR``
+(also ``mcs_policy_root``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from mcslabel.allocator import Allocator
+    from mcslabel.level import Level
+    from mcslabel.policy import Policy
+    from mcslabel.stores import Store
+    from mcslabel.verify import Report
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("mcslabel", "SELinux MCS labels (mcslabel)")
+    group.addoption(
+        "--mcs-store",
+        metavar="URL",
+        default=None,
+        help="label store for mcs_store (sqlite:///path, memory://, etcd://...);"
+        " default: a fresh SQLite file per test",
+    )
+    group.addoption(
+        "--mcs-policy-root",
+        metavar="DIR",
+        default=None,
+        help="policy root for selinux_policy (laid out like /etc/selinux/<type>/);"
+        " default: the installed policy",
+    )
+    parser.addini("mcs_store", "default for --mcs-store", default=None)
+    parser.addini("mcs_policy_root", "default for --mcs-policy-root", default=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "mcs_level(name=None, shared=False, ttl=None): how the mcs_level fixture allocates",
+    )
+    config.addinivalue_line(
+        "markers",
+        "mcs_volume(shared=False, read_only=False): how the mcs_volume fixture is labeled",
+    )
+
+
+def _option(config: pytest.Config, name: str) -> str | None:
+    value = config.getoption("--" + name.replace("_", "-"), default=None)
+    if value:
+        return str(value)
+    ini = config.getini(name)
+    return str(ini) if ini else None
+
+
+def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
+    marker = request.node.get_closest_marker(name)
+    return dict(marker.kwargs) if marker is not None else {}
+
+
+def process_owner() -> str:
+    """The owner every allocation of this test process is made under: ``pid:<pid>@<host>``.
+
+    A pid owner is what :meth:`~mcslabel.allocator.Allocator.gc` frees once the
+    process is gone, so a test run killed midway leaves nothing held for long.
+    """
+    return f"pid:{os.getpid()}@{socket.gethostname()}"
+
+
+@pytest.fixture
+def mcs_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A label store: ``--mcs-store URL``, else a fresh SQLite file in the test's temp dir."""
+    from mcslabel.stores import open_store
+
+    url = _option(request.config, "mcs_store") or f"sqlite:///{tmp_path / 'labels.db'}"
+    store = open_store(url)
+    try:
+        yield store
+    finally:
+        store.close()
+
+
+@pytest.fixture
+def mcs_allocator(mcs_store: Store) -> Allocator:
+    """An allocator on ``mcs_store`` with the default category count and exclusions."""
+    from mcslabel.allocator import Allocator
+
+    return Allocator(mcs_store)
+
+
+@pytest.fixture
+def mcs_level(request: pytest.FixtureRequest, mcs_allocator: Allocator) -> Iterator[Level]:
+    """A level allocated for this test (see the ``mcs_level`` marker), released after it."""
+    options = _marker_kwargs(request, "mcs_level")
+    owner = process_owner()
+    allocation = mcs_allocator.allocate(owner, **options)
+    try:
+        yield allocation.level
+    finally:
+        mcs_allocator.release(allocation.level, owner=owner)
+
+
+@pytest.fixture
+def mcs_volume(request: pytest.FixtureRequest, tmp_path: Path, mcs_level: Level) -> Iterator[Path]:
+    """A directory relabeled to ``mcs_level`` (``:Z``), or ``:z`` with the marker.
+
+    The relabel is journaled; the old labels are restored after the test.
+    """
+    from mcslabel.relabel import relabel, restore
+
+    options = _marker_kwargs(request, "mcs_volume")
+    volume = tmp_path / "volume"
+    volume.mkdir(exist_ok=True)
+    journal = tmp_path / "volume.journal"
+    shared = bool(options.get("shared", False))
+    relabel(
+        volume,
+        level=None if shared else mcs_level,
+        shared=shared,
+        read_only=bool(options.get("read_only", False)),
+        journal=journal,
+    )
+    try:
+        yield volume
+    finally:
+        restore(journal)
+
+
+@pytest.fixture(scope="session")
+def selinux_policy(request: pytest.FixtureRequest) -> Policy:
+    """The installed policy, or the policy root given with ``--mcs-policy-root``."""
+    from mcslabel.policy import load_policy
+
+    return load_policy(_option(request.config, "mcs_policy_root"))
+
+
+@pytest.fixture
+def assert_blocked(selinux_policy: Policy) -> Callable[..., Report]:
+    """:func:`mcslabel.testing.assert_blocked` on ``selinux_policy``.
+
+    ``assert_blocked(paths=["/var"], level=mcs_level)`` verifies and raises
+    ``AssertionError`` naming each allowed must-block access and its rules;
+    it returns the :class:`~mcslabel.verify.Report`. A report passed in is
+    checked as is.
+    """
+    from mcslabel.testing import assert_blocked as check_blocked
+
+    def check(report: Report | None = None, **verify_args: Any) -> Report:
+        if report is None and "policy_root" not in verify_args:
+            verify_args.setdefault("policy", selinux_policy)
+        return check_blocked(report, **verify_args)
+
+    return check
+
+
+@pytest.fixture
+def assert_isolated(selinux_policy: Policy) -> Callable[..., None]:
+    """:func:`mcslabel.testing.assert_isolated` on ``selinux_policy``.
+
+    ``assert_isolated(level_a, level_b)`` raises ``AssertionError`` unless the
+    container domain at each level is denied, by an MCS constraint, access to
+    the other level's files.
+    """
+    from mcslabel.testing import assert_isolated as check_isolated
+
+    def check(level_a: Level | str, level_b: Level | str, **kwargs: Any) -> None:
+        if "policy_root" not in kwargs:
+            kwargs.setdefault("policy", selinux_policy)
+        check_isolated(level_a, level_b, **kwargs)
+
+    return check

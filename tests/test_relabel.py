@@ -1,0 +1,335 @@
+"""relabel() on real files with real security.selinux xattrs (ext4 under /tmp).
+
+The kernel has no SELinux LSM, but root writes security.selinux on ext4, so
+every label here is real and read back with getxattr.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import stat
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mcslabel.context import Context
+from mcslabel.errors import InvalidContext, InvalidInput, InvalidLevel
+from mcslabel.journal import read_journal
+from mcslabel.relabel import RelabelProgress, relabel, restore, target_context
+
+XATTR = "security.selinux"
+PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
+OLD = b"system_u:object_r:user_tmp_t:s0\0"
+
+
+def label(path: Path) -> bytes | None:
+    try:
+        return os.getxattr(path, XATTR, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def entries(root: Path) -> Iterator[Path]:
+    yield root
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            yield Path(dirpath, name)
+
+
+def snapshot(root: Path) -> dict[Path, tuple[bytes | None, int, int]]:
+    """Every entry's label, mtime and (for files) content checksum-ish size."""
+    out = {}
+    for p in entries(root):
+        st = p.lstat()
+        out[p] = (label(p), st.st_mtime_ns, st.st_size)
+    return out
+
+
+@pytest.fixture
+def outside(tmp_path: Path) -> Path:
+    d = tmp_path / "outside"
+    d.mkdir()
+    (d / "secret").write_text("outside")
+    os.setxattr(d / "secret", XATTR, b"system_u:object_r:shadow_t:s0\0")
+    return d
+
+
+@pytest.fixture
+def volume(tmp_path: Path, outside: Path) -> Path:
+    """A volume with every kind of entry, all labeled OLD."""
+    v = tmp_path / "vol"
+    (v / "a" / "b").mkdir(parents=True)
+    (v / "a" / "file").write_bytes(b"content\n")
+    (v / "a" / "b" / "deep").write_bytes(b"x" * 5000)
+    os.link(v / "a" / "file", v / "hardlink")
+    os.symlink(outside / "secret", v / "link-out")
+    os.symlink(outside, v / "dirlink-out")
+    os.mkfifo(v / "fifo")
+    os.mknod(v / "null", 0o600 | stat.S_IFCHR, os.makedev(1, 3))
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(v / "sock"))
+    sock.close()
+    weird = os.fsencode(v) + b"/we\nird\t\\\xff name"
+    with open(weird, "wb") as fh:
+        fh.write(b"w")
+    for p in entries(v):
+        os.setxattr(p, XATTR, OLD, follow_symlinks=False)
+    return v
+
+
+def test_private_level_labels_every_kind_of_entry(volume: Path, outside: Path) -> None:
+    before = snapshot(volume)
+    # atime older than mtime: with relatime, any read of the content would bump it.
+    for p in entries(volume):
+        if p.is_file() and not p.is_symlink():
+            st = p.stat()
+            os.utime(p, ns=(st.st_mtime_ns - 10**9, st.st_mtime_ns))
+    files = [p for p in entries(volume) if stat.S_ISREG(p.lstat().st_mode)]
+    atimes = {p: p.lstat().st_atime_ns for p in files}
+    result = relabel(volume, level="s0:c2,c1")
+    assert result.ok
+    assert result.failed == 0
+    assert str(result.context) == "system_u:object_r:container_file_t:s0:c1,c2"
+    after = snapshot(volume)
+    assert set(after) == set(before)
+    for p, (lab, mtime, size) in after.items():
+        assert lab == PRIVATE, p
+        assert (mtime, size) == before[p][1:], p  # content and mtimes untouched
+    for p in files:
+        assert p.lstat().st_atime_ns == atimes[p], p  # content never read
+    # 12 entries + root, one of them a second link of an inode
+    assert result.changed == len(after) - 1
+    assert result.unchanged == 1
+    assert label(outside / "secret") == b"system_u:object_r:shadow_t:s0\0"
+    assert label(outside) is None
+    assert (volume / "a" / "file").read_bytes() == b"content\n"
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2, 3])
+@pytest.mark.parametrize("use_xattrat", [True, False])
+def test_every_engine_variant_agrees(volume: Path, workers: int, use_xattrat: bool) -> None:
+    result = relabel(volume, level="s0:c1,c2", workers=workers, use_xattrat=use_xattrat)
+    assert result.ok
+    assert {label(p) for p in entries(volume)} == {PRIVATE}
+    assert result.changed == 11
+
+
+def test_shared_read_only_and_explicit_contexts(volume: Path) -> None:
+    relabel(volume, shared=True)
+    assert {label(p) for p in entries(volume)} == {b"system_u:object_r:container_file_t:s0\0"}
+    relabel(volume, level="s0:c7,c9", read_only=True)
+    assert {label(p) for p in entries(volume)} == {
+        b"system_u:object_r:container_ro_file_t:s0:c7,c9\0"
+    }
+    relabel(volume, context="system_u:object_r:svirt_sandbox_file_t:s0:c3.c5")
+    assert {label(p) for p in entries(volume)} == {
+        b"system_u:object_r:svirt_sandbox_file_t:s0:c3.c5\0"
+    }
+    relabel(volume, level="s0:c1,c2", file_type="container_var_lib_t")
+    assert {label(p) for p in entries(volume)} == {
+        b"system_u:object_r:container_var_lib_t:s0:c1,c2\0"
+    }
+
+
+def test_contexts_come_from_the_given_policy_root(centos_root: Path) -> None:
+    ctx = target_context(level="s0:c1,c2", read_only=True, policy_root=centos_root)
+    assert ctx == Context.parse("system_u:object_r:container_ro_file_t:s0:c1,c2")
+    assert str(target_context(shared=True, policy_root=centos_root)).endswith("container_file_t:s0")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        ({}, InvalidInput),
+        ({"level": "s0:c1,c2", "shared": True}, InvalidInput),
+        ({"level": "s0:c1", "context": "u:r:t:s0"}, InvalidInput),
+        ({"context": "u:r:t:s0", "read_only": True}, InvalidInput),
+        ({"level": "s0:c1024"}, InvalidLevel),
+        ({"level": "s0-s0:c1"}, InvalidLevel),
+        ({"context": "u:r:t"}, InvalidContext),
+        ({"context": "not a context"}, InvalidContext),
+        ({"shared": True, "file_type": "bad type!"}, InvalidContext),
+    ],
+)
+def test_bad_label_requests_raise_before_touching_anything(
+    volume: Path, kwargs: dict[str, object], error: type[Exception]
+) -> None:
+    before = snapshot(volume)
+    with pytest.raises(error):
+        relabel(volume, **kwargs)  # type: ignore[arg-type]
+    assert snapshot(volume) == before
+
+
+def test_second_relabel_writes_nothing(volume: Path) -> None:
+    relabel(volume, level="s0:c1,c2")
+    # one file stored without the trailing NUL is right too
+    os.setxattr(volume / "a" / "file", XATTR, PRIVATE[:-1])
+    ctimes = {p: p.lstat().st_ctime_ns for p in entries(volume)}
+    result = relabel(volume, level="s0:c1,c2")
+    assert result.ok
+    assert result.changed == 0
+    assert result.unchanged == 12
+    assert {p: p.lstat().st_ctime_ns for p in entries(volume)} == ctimes
+    assert label(volume / "a" / "file") == PRIVATE[:-1]
+
+
+def test_dry_run_writes_nothing(volume: Path, tmp_path: Path) -> None:
+    before = snapshot(volume)
+    journal = tmp_path / "journal"
+    result = relabel(volume, level="s0:c1,c2", dry_run=True, journal=journal)
+    assert result.dry_run
+    assert result.changed == 11  # the hard link counted once
+    assert result.unchanged == 1
+    assert snapshot(volume) == before
+    assert not journal.exists()
+
+
+def test_hard_links_are_labeled_and_journaled_once(tmp_path: Path) -> None:
+    v = tmp_path / "links"
+    v.mkdir()
+    (v / "one").write_text("x")
+    for i in range(5):
+        os.link(v / "one", v / f"link{i}")
+    result = relabel(v, level="s0:c1,c2", journal=tmp_path / "j")
+    assert result.changed == 2  # the inode and the root
+    assert result.unchanged == 5
+    _, finished, records = read_journal(tmp_path / "j")
+    assert finished
+    assert len(list(records)) == 2
+
+
+def test_top_directory_is_labeled_last_and_only_when_all_succeeded(
+    volume: Path, tmp_path: Path
+) -> None:
+    subprocess.run(["chattr", "+i", str(volume / "a" / "b" / "deep")], check=True)
+    try:
+        result = relabel(volume, level="s0:c1,c2")
+    finally:
+        subprocess.run(["chattr", "-i", str(volume / "a" / "b" / "deep")], check=True)
+    assert not result.ok
+    assert not result.complete
+    assert result.failed == 1
+    assert [(e.path, e.errno) for e in result.errors] == [("a/b/deep", 1)]
+    assert result.error_counts == {os.strerror(1): 1}
+    assert label(volume) == OLD  # the top keeps its old label: the tree is not done
+    assert label(volume / "a" / "file") == PRIVATE
+    done = relabel(volume, level="s0:c1,c2", journal=tmp_path / "j")
+    assert done.ok
+    assert label(volume) == PRIVATE
+    _, _, records = read_journal(tmp_path / "j")
+    assert [r.relpath for r in records] == [b"a/b/deep", b"."]
+
+
+def test_progress_is_reported_in_the_calling_thread(tmp_path: Path) -> None:
+    import threading
+
+    v = tmp_path / "many"
+    for d in range(20):
+        (v / f"d{d}").mkdir(parents=True)
+        for f in range(50):
+            (v / f"d{d}" / f"f{f}").touch()
+    seen: list[RelabelProgress] = []
+    threads = set()
+
+    def progress(p: RelabelProgress) -> None:
+        seen.append(p)
+        threads.add(threading.get_ident())
+
+    result = relabel(v, level="s0:c1,c2", progress=progress, workers=2)
+    assert threads == {threading.get_ident()}
+    assert seen
+    assert seen[-1].visited == 1021  # 1,000 files, 20 directories and the root
+    assert seen[-1].changed == result.changed
+    assert all(a.visited <= b.visited for a, b in itertools.pairwise(seen))
+
+
+def test_single_file_volume(tmp_path: Path) -> None:
+    f = tmp_path / "single"
+    f.write_text("x")
+    result = relabel(f, level="s0:c1,c2", journal=tmp_path / "j")
+    assert result.ok
+    assert result.changed == 1
+    assert label(f) == PRIVATE
+    restore(tmp_path / "j")
+    assert label(f) is None
+
+
+def test_deep_tree(tmp_path: Path) -> None:
+    v = tmp_path / "deep"
+    p = v
+    for i in range(200):
+        p = p / f"level{i}"
+    p.mkdir(parents=True)
+    (p / "leaf").touch()
+    result = relabel(v, level="s0:c1,c2")
+    assert result.ok
+    assert result.changed == 202
+    assert label(p / "leaf") == PRIVATE
+
+
+def _mount(fstype: str, where: Path) -> bool:
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", fstype, fstype, str(where)], capture_output=True)
+    return done.returncode == 0
+
+
+def test_mount_points_inside_are_not_crossed(volume: Path) -> None:
+    inner = volume / "mnt"
+    if not _mount("tmpfs", inner):
+        pytest.skip("cannot mount tmpfs here")
+    try:
+        (inner / "on-tmpfs").write_text("x")
+        result = relabel(volume, level="s0:c1,c2")
+        assert result.ok
+        assert result.skipped_mounts == 1
+        assert label(inner / "on-tmpfs") is None
+        assert label(volume / "a" / "file") == PRIVATE
+        crossing = relabel(volume, level="s0:c1,c2", one_file_system=False)
+        assert crossing.ok
+        assert label(inner / "on-tmpfs") == PRIVATE
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
+
+
+def test_file_systems_without_xattrs_fail_per_file(volume: Path) -> None:
+    inner = volume / "ram"
+    if not _mount("ramfs", inner):
+        pytest.skip("cannot mount ramfs here")
+    try:
+        (inner / "f").write_text("x")
+        probe = subprocess.run(
+            ["setfattr", "-n", XATTR, "-v", "x", str(inner / "f")], capture_output=True
+        )
+        if probe.returncode == 0:
+            pytest.skip("ramfs stores security xattrs on this kernel")
+        result = relabel(volume, level="s0:c1,c2", one_file_system=False)
+        assert result.failed >= 1
+        assert not result.complete
+        assert label(volume) == OLD
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)
+
+
+def test_crossing_mounts_never_enters_a_bind_mount_of_a_refused_path(volume: Path) -> None:
+    inner = volume / "etc-inside"
+    inner.mkdir()
+    done = subprocess.run(["mount", "--bind", "/etc", str(inner)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        before = label(Path("/etc/hostname"))
+        result = relabel(volume, level="s0:c1,c2", one_file_system=False)
+        assert result.failed == 1
+        assert result.errors[0].path == "etc-inside"
+        assert "system directory /etc" in result.errors[0].message
+        assert label(Path("/etc/hostname")) == before
+        assert label(Path("/etc")) is None or label(Path("/etc")) != PRIVATE
+        default = relabel(volume, level="s0:c1,c2")
+        assert default.skipped_mounts == 1  # same file system, still a mount point
+        assert default.ok
+    finally:
+        subprocess.run(["umount", str(inner)], check=True)

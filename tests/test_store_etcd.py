@@ -1,0 +1,464 @@
+"""EtcdStore against a real 3-member etcd cluster on loopback (Debian etcd-server 3.4).
+
+Nothing here is faked: every test talks to real etcd members started by
+``scripts/etcd-cluster.sh`` (see tests/etcd_cluster.py); the multi-host tests run real
+processes, each acting as one host.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import attrs
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from mcslabel.allocator import Allocator, pair_count
+from mcslabel.errors import (
+    DominanceConflict,
+    InvalidInput,
+    LabelInUse,
+    SpaceExhausted,
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+)
+from mcslabel.level import Level
+from mcslabel.stores import open_store
+from mcslabel.stores.base import Allocation, InsertOutcome
+from mcslabel.stores.etcd import EtcdStore, parse_url
+from mcslabel.stores.memory import MemoryStore
+from tests.etcd_cluster import REPO, EtcdCluster
+
+pytestmark = pytest.mark.etcd
+
+
+def record(a: int, b: int, owner: str = "o", **fields: object) -> Allocation:
+    return Allocation(level=Level.pair(a, b), owners=(owner,), created=1.0, **fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def store(etcd_cluster: EtcdCluster, etcd_prefix: str) -> Iterator[EtcdStore]:
+    opened = open_store(etcd_cluster.url(etcd_prefix))
+    assert isinstance(opened, EtcdStore)
+    yield opened
+    opened.close()
+
+
+def raw_client(cluster: EtcdCluster):  # type: ignore[no-untyped-def]
+    import etcd3gw
+
+    host, port = cluster.endpoints[0].split(":")
+    return etcd3gw.client(host=host, port=int(port), timeout=5, api_path="/v3/")
+
+
+def run_hosts(
+    url: str, mode: str, hosts: list[str], categories: int, count: int
+) -> list[subprocess.Popen[str]]:
+    env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'src'}"}
+    return [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.etcd_host", mode, url, h, str(categories), str(count)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=REPO,
+            env=env,
+        )
+        for h in hosts
+    ]
+
+
+def results(procs: list[subprocess.Popen[str]], timeout: float = 120) -> list[dict[str, list[str]]]:
+    out = []
+    for proc in procs:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        assert proc.returncode == 0, stderr
+        out.append(json.loads(stdout.strip().splitlines()[-1]))
+    return out
+
+
+# --- URL parsing (no cluster needed) -------------------------------------------------
+
+
+def test_url_parses_endpoints_prefix_and_options(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MCSLABEL_ETCD_PASSWORD", raising=False)
+    config = parse_url("etcd://h1:2380,h2,[::1]:2381/clusters/a?timeout=2.5&lease_ttl=30&host=n1")
+    assert config.endpoints == (("h1", 2380), ("h2", 2379), ("::1", 2381))
+    assert config.prefix == "/clusters/a"
+    assert (config.timeout, config.lease_ttl, config.host, config.tls) == (2.5, 30, "n1", False)
+    assert parse_url(config.url()) == config
+    assert parse_url("etcd://h1").prefix == "/mcslabel"
+
+
+def test_url_tls_and_auth(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MCSLABEL_ETCD_PASSWORD", raising=False)
+    assert parse_url("etcds://h1/p").tls
+    config = parse_url("etcd://h1/p?ca=/etc/ca.pem&cert=/c.pem&key=/k.pem")
+    assert (config.tls, config.ca, config.cert, config.key) == (
+        True,
+        "/etc/ca.pem",
+        "/c.pem",
+        "/k.pem",
+    )
+    secret = tmp_path / "pw"
+    secret.write_text("s3cret\n")
+    config = parse_url(f"etcd://h1/p?user=alice&password_file={secret}")
+    assert (config.user, config.password) == ("alice", "s3cret")
+    assert "s3cret" not in config.url() and "s3cret" not in repr(config)
+    monkeypatch.setenv("MCSLABEL_ETCD_PASSWORD", "fromenv")
+    assert parse_url("etcd://bob@h1/p").password == "fromenv"
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "etcd:///p",  # no endpoint
+        "etcd://h1:99999/p",
+        "etcd://h1:x/p",
+        "etcd://h1/p?colour=blue",
+        "etcd://h1/p?timeout=soon",
+        "etcd://h1/p?timeout=0",
+        "etcd://h1/p?lease_ttl=1",
+        "etcd://h1/p?cert=/c.pem",
+        "etcd://h1/a b",
+        "etcd://h1/p?keepalive=maybe",
+        "etcd://:pw@h1/p",
+        "http://h1/p",
+    ],
+)
+def test_bad_urls_are_invalid_input(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MCSLABEL_ETCD_PASSWORD", raising=False)
+    with pytest.raises(InvalidInput):
+        open_store(url) if url.startswith("http") else parse_url(url)
+
+
+# --- the store contract on a real cluster ---------------------------------------------
+
+
+def test_insert_outcomes_and_precedence(store: EtcdStore) -> None:
+    gen = store.snapshot().generation
+    assert store.insert(record(1, 2, name="n"), generation=gen) is InsertOutcome.INSERTED
+    # the level key wins over the name, which wins over the generation
+    assert store.insert(record(1, 2, name="n"), generation=gen + 99) is InsertOutcome.KEY_HELD
+    assert store.insert(record(1, 3, name="n"), generation=gen + 99) is InsertOutcome.NAME_HELD
+    assert store.insert(record(1, 3), generation=gen + 99) is InsertOutcome.GENERATION_MOVED
+    assert store.get(Level.pair(1, 3)) is None
+    held = store.get(Level.pair(1, 2))
+    assert held is not None and held.name == "n" and held.revision > 0
+
+
+def test_changes_report_puts_and_deletes(store: EtcdStore) -> None:
+    start = store.snapshot()
+    store.insert(record(1, 2), generation=start.generation)
+    store.insert(record(3, 4), generation=start.generation)
+    first = store.changes(start.revision)
+    assert first is not None and set(first.changed) == {"s0:c1,c2", "s0:c3,c4"}
+    held = store.get(Level.pair(1, 2))
+    assert held is not None and store.delete(held)
+    second = store.changes(first.revision)
+    assert second is not None and second.changed == {"s0:c1,c2": None}
+    # re-inserted after deletion: the record, not the tombstone, is current
+    store.insert(record(1, 2, "again"), generation=start.generation)
+    third = store.changes(first.revision)
+    assert third is not None
+    again = third.changed["s0:c1,c2"]
+    assert again is not None and again.owners == ("again",)
+    assert store.changes(third.revision) == attrs.evolve(third, changed={})
+
+
+def test_replace_and_delete_are_compare_and_swap(store: EtcdStore) -> None:
+    store.insert(record(1, 2, name="a", shared=True), generation=0)
+    store.insert(record(3, 4, name="b"), generation=0)
+    current = store.get(Level.pair(1, 2))
+    assert current is not None
+    joined = attrs.evolve(current, owners=("o", "p"))
+    assert store.replace(current, joined)
+    assert not store.replace(current, joined), "stale revision must lose"
+    latest = store.get(Level.pair(1, 2))
+    assert latest is not None and latest.owners == ("o", "p")
+    # renaming onto another level's name is refused; a free name is taken over
+    assert not store.replace(latest, attrs.evolve(latest, name="b"))
+    assert store.replace(latest, attrs.evolve(latest, name="c"))
+    assert store.insert(record(5, 6, name="a"), generation=0) is InsertOutcome.INSERTED
+    with pytest.raises(InvalidInput):
+        store.replace(latest, attrs.evolve(latest, level=Level.pair(7, 8)))
+    assert not store.delete(latest), "stale revision must not delete"
+    newest = store.get(Level.pair(1, 2))
+    assert newest is not None and store.delete(newest)
+    assert store.get(Level.pair(1, 2)) is None
+    assert store.insert(record(9, 10, name="c"), generation=0) is InsertOutcome.INSERTED
+
+
+def test_insert_custom_checks_everything_and_moves_generation(store: EtcdStore) -> None:
+    store.insert(record(1, 2), generation=0)
+    before = store.snapshot()
+    seen: list[str] = []
+
+    def refuse(held: object) -> None:
+        seen.extend(str(a.level) for a in held)  # type: ignore[attr-defined]
+        raise DominanceConflict("no")
+
+    custom = Allocation(level=Level.parse("s0:c1"), owners=("x",), created=1.0, custom=True)
+    with pytest.raises(DominanceConflict):
+        store.insert_custom(custom, refuse)
+    assert seen == ["s0:c1,c2"]
+    assert store.get(custom.level) is None
+    # a refused reservation released its lock: pair inserts work again (after a resync)
+    gen = store.snapshot().generation
+    assert gen != before.generation
+    assert store.insert(record(3, 4), generation=gen) is InsertOutcome.INSERTED
+    assert store.insert_custom(custom, lambda held: None) is InsertOutcome.INSERTED
+    after = store.snapshot()
+    assert after.generation > gen
+    assert store.insert(record(5, 6), generation=gen) is InsertOutcome.GENERATION_MOVED
+    assert store.insert_custom(custom, lambda held: None) is InsertOutcome.KEY_HELD
+
+
+def test_damaged_record_is_store_corrupt(store: EtcdStore, etcd_cluster: EtcdCluster) -> None:
+    raw_client(etcd_cluster).put(f"{store.config.prefix}/levels/s0:c1,c2", "{not json")
+    with pytest.raises(StoreCorrupt):
+        store.get(Level.pair(1, 2))
+    with pytest.raises(StoreCorrupt):
+        store.snapshot()
+
+
+operations = st.lists(
+    st.tuples(
+        st.sampled_from(["insert", "delete", "join"]),
+        st.integers(0, 5),
+        st.sampled_from(["a", "b", "c", None]),
+    ),
+    max_size=12,
+)
+
+
+@settings(max_examples=15)
+@given(ops=operations)
+def test_same_observable_behaviour_as_memory_store(
+    etcd_cluster: EtcdCluster, ops: list[tuple[str, int, str | None]]
+) -> None:
+    """Any sequence of writes gives the same outcomes and state as the in-memory model."""
+    import uuid
+
+    etcd = EtcdStore.from_url(etcd_cluster.url(f"prop-{uuid.uuid4().hex[:10]}"))
+    model = MemoryStore()
+    try:
+        start = etcd.snapshot().revision
+        for op, pair, name in ops:
+            level = Level.pair(pair, pair + 1)
+            results_ = []
+            for s in (etcd, model):
+                current = s.get(level)
+                if op == "insert":
+                    new = record(pair, pair + 1, name=name, shared=True)
+                    results_.append(s.insert(new, generation=s.snapshot().generation))
+                elif current is None:
+                    results_.append(None)
+                elif op == "delete":
+                    results_.append(s.delete(current))
+                else:
+                    joined = attrs.evolve(current, owners=(*current.owners, "z"), name=name)
+                    results_.append(s.replace(current, joined))
+            assert results_[0] == results_[1], (op, pair, name)
+        assert set(etcd.snapshot().allocations) == set(model.snapshot().allocations)
+        changes = etcd.changes(start)
+        assert changes is not None
+        live = {k: v for k, v in changes.changed.items() if v is not None}
+        assert set(live.values()) == set(etcd.snapshot().allocations)
+    finally:
+        etcd.close()
+
+
+# --- the shared allocator over etcd ---------------------------------------------------
+
+
+def test_allocator_dominance_exhaustion_and_names(
+    etcd_cluster: EtcdCluster, etcd_prefix: str
+) -> None:
+    url = etcd_cluster.url(etcd_prefix)
+    host_a = Allocator(open_store(url), categories=6, exclude=(), host="a")
+    host_b = Allocator(open_store(url), categories=6, exclude=(), host="b")
+    # a custom level on one host blocks every comparable pair on the other
+    custom = host_a.reserve("s0:c0", "special")
+    with pytest.raises(DominanceConflict):
+        host_b.reserve("s0:c0,c3", "other")
+    with pytest.raises(LabelInUse):
+        host_b.reserve(str(custom.level), "other")
+    # deterministic names: both hosts get the same level for one name
+    named = host_a.allocate("pod:1", name="web")
+    assert host_b.allocate("pod:2", name="web").level == named.level
+    assert 0 not in named.level.categories
+    # fill the space from both hosts: no pair twice, then SpaceExhausted on both
+    free = pair_count(6) - 5 - 1  # the 5 pairs containing c0 and the named pair
+    got = [host_a.allocate(f"c:{i}") if i % 2 else host_b.allocate(f"c:{i}") for i in range(free)]
+    levels = [str(a.level) for a in got]
+    assert len(set(levels)) == free
+    assert all(0 not in a.level.categories for a in got), "custom s0:c0 must block its pairs"
+    for allocator in (host_a, host_b):
+        with pytest.raises(SpaceExhausted):
+            allocator.allocate("one-too-many")
+    # a release on one host is seen by the other
+    host_a.release(levels[0])
+    assert str(host_b.allocate("late").level) == levels[0]
+
+
+# --- several hosts, member failure, cluster failure -------------------------------
+
+
+def test_concurrent_hosts_never_duplicate(etcd_cluster: EtcdCluster, etcd_prefix: str) -> None:
+    url = etcd_cluster.url(etcd_prefix)
+    categories, per_host, hosts = 14, 20, ["h1", "h2", "h3", "h4"]  # 80 of 91 pairs
+    outputs = results(run_hosts(url, "allocate", hosts, categories, per_host))
+    levels = [level for out in outputs for level in out["levels"]]
+    assert [out["errors"] for out in outputs] == [[]] * len(hosts)
+    duplicates = [level for level, n in Counter(levels).items() if n > 1]
+    assert duplicates == [] and len(levels) == per_host * len(hosts)
+    stored = open_store(url).snapshot().allocations
+    assert sorted(str(a.level) for a in stored) == sorted(levels)
+    assert {a.host for a in stored} == set(hosts)
+
+
+@pytest.mark.slow
+def test_member_killed_mid_run_allocation_continues(private_etcd_cluster: EtcdCluster) -> None:
+    cluster = private_etcd_cluster
+    url = cluster.url("kill", timeout=4)
+    store = EtcdStore.from_url(url)
+    allocator = Allocator(store, categories=20, exclude=(), host="local")
+    allocator.allocate("before")
+    procs = run_hosts(url, "allocate", ["h1", "h2", "h3"], 20, 40)
+    used = store._members._current  # the member this process talks to: kill exactly that one
+    time.sleep(0.5)
+    cluster.kill_member(used)
+    mine = [str(allocator.allocate(f"after:{i}").level) for i in range(10)]
+    assert store._members._current != used, "the store must have moved to a live member"
+    outputs = results(procs)
+    assert [out["errors"] for out in outputs] == [[]] * 3
+    levels = mine + [level for out in outputs for level in out["levels"]]
+    assert len(levels) == len(set(levels)) == 130
+    assert "down" in cluster.status()
+    assert len(store.snapshot().allocations) == 131
+    store.close()
+
+
+@pytest.mark.slow
+def test_whole_cluster_down_is_store_unavailable_quickly(private_etcd_cluster: EtcdCluster) -> None:
+    cluster = private_etcd_cluster
+    store = EtcdStore.from_url(cluster.url("down", timeout=1.5))
+    allocator = Allocator(store, categories=8, exclude=(), host="local")
+    allocator.allocate("ok")
+    # quorum lost: the surviving member answers nothing useful (requests hang server-side)
+    cluster.kill_member(0)
+    cluster.kill_member(1)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="no etcd member answered"):
+        allocator.allocate("no-quorum")
+    assert time.monotonic() - started < 4.0
+    # every member gone: connection refused everywhere, same clear error, no local fallback
+    cluster.kill_member(2)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailable, match="no etcd member is reachable"):
+        allocator.allocate("nothing")
+    with pytest.raises(StoreUnavailable, match="connection refused"):
+        store.snapshot()
+    assert time.monotonic() - started < 3.0, "refused everywhere must not wait for the timeout"
+    # back up: the same store works again and nothing was allocated meanwhile
+    for member in range(3):
+        cluster.start_member(member)
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            held = store.snapshot().allocations
+            break
+        except StoreUnavailable:
+            assert time.monotonic() < deadline
+    assert [a.owners for a in held] == [("ok",)]
+    store.close()
+
+
+@pytest.mark.slow
+def test_dead_hosts_lease_expires_but_persistent_labels_stay(
+    etcd_cluster: EtcdCluster, etcd_prefix: str
+) -> None:
+    ttl = 2
+    url = etcd_cluster.url(etcd_prefix, lease_ttl=ttl)
+    (proc,) = run_hosts(url, "hold", ["doomed"], 10, 3)
+    assert proc.stdout is not None
+    held = json.loads(proc.stdout.readline())
+    assert len(held["levels"]) == 3 and len(held["persistent"]) == 1
+    observer = EtcdStore.from_url(etcd_cluster.url(etcd_prefix))
+    try:
+        # alive and kept alive past several TTLs: nothing expires
+        time.sleep(3 * ttl)
+        live = {str(a.level) for a in observer.snapshot().allocations}
+        assert live == set(held["levels"] + held["persistent"])
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        deadline = time.monotonic() + 4 * ttl
+        while {str(a.level) for a in observer.snapshot().allocations} != set(held["persistent"]):
+            assert time.monotonic() < deadline, "the dead host's lease never expired"
+            time.sleep(0.2)
+        # another host's allocator sees the pairs free again after its full resync
+        allocator = Allocator(observer, categories=10, exclude=(), host="survivor")
+        allocator.sync(full=True)
+        assert allocator.free_pairs == pair_count(10) - 1
+        # the volume's label was not lease-bound
+        kv = raw_client(etcd_cluster).get(
+            f"{observer.config.prefix}/levels/{held['persistent'][0]}", metadata=True
+        )
+        assert "lease" not in kv[0][1]
+    finally:
+        observer.close()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_processes_of_one_host_share_one_lease(etcd_cluster: EtcdCluster, etcd_prefix: str) -> None:
+    url = etcd_cluster.url(etcd_prefix, lease_ttl=30, host="shared-host")
+    first, second = EtcdStore.from_url(url), EtcdStore.from_url(url)
+    try:
+        assert first.host_lease() == second.host_lease() is not None
+        other = EtcdStore.from_url(etcd_cluster.url(etcd_prefix, lease_ttl=30, host="other"))
+        assert other.host_lease() != first.host_lease()
+        other.close()
+        # once that lease is gone (host dead), the next write settles a new one
+        raw_client(etcd_cluster).post(
+            raw_client(etcd_cluster).get_url("/kv/lease/revoke"), json={"ID": first.host_lease()}
+        )
+        assert second.insert(record(1, 2), generation=0) is InsertOutcome.INSERTED
+        assert second.host_lease() != first._lease
+    finally:
+        first.close()
+        second.close()
+
+
+@pytest.mark.slow
+def test_auth_user_password(private_etcd_cluster: EtcdCluster, tmp_path: Path) -> None:
+    cluster = private_etcd_cluster
+    env = {**os.environ, "ETCDCTL_API": "3"}
+    eps = ",".join(cluster.endpoints)
+    for args in (["user", "add", "root:rootpw"], ["auth", "enable"]):
+        subprocess.run(["etcdctl", f"--endpoints={eps}", *args], env=env, check=True, timeout=30)
+    password = tmp_path / "pw"
+    password.write_text("rootpw\n")
+    store = EtcdStore.from_url(cluster.url("auth", user="root", password_file=str(password)))
+    assert store.insert(record(1, 2), generation=0) is InsertOutcome.INSERTED
+    assert len(store.snapshot().allocations) == 1
+    store.close()
+    password.write_text("wrong\n")
+    wrong = EtcdStore.from_url(cluster.url("auth", user="root", password_file=str(password)))
+    with pytest.raises(StoreError, match="refused user") as caught:
+        wrong.snapshot()
+    assert not isinstance(caught.value, StoreUnavailable)
+    anonymous = EtcdStore.from_url(cluster.url("auth"))
+    with pytest.raises(StoreError):
+        anonymous.snapshot()
