@@ -179,33 +179,38 @@ def _sqlite_worker(url: str, count: int, naive: bool, barrier: object) -> float:
     return time.perf_counter() - start
 
 
-def bench_sqlite_throughput(processes: int, count: int) -> None:
-    print(
-        f"\n## SQLite throughput, {processes} processes x {count:,} allocations (1024 categories)"
-    )
+def _sqlite_run(processes: int, count: int, sync: str, naive: bool) -> float:
     ctx = multiprocessing.get_context("spawn")
+    with tempfile.TemporaryDirectory() as tmp:
+        url = f"sqlite://{tmp}/labels.db?synchronous={sync}"
+        SQLiteStore.from_url(url).close()
+        with ctx.Manager() as manager:
+            barrier = manager.Barrier(processes)
+            with ctx.Pool(processes) as pool:
+                times = pool.starmap(_sqlite_worker, [(url, count, naive, barrier)] * processes)
+        store = SQLiteStore.from_url(url)
+        keys = [a.key for a in store.snapshot().allocations]
+        assert len(keys) == len(set(keys)) == processes * count, "duplicates!"
+        store.close()
+    return processes * count / max(times)
+
+
+def bench_sqlite_throughput(processes: int, count: int, repeats: int = 2) -> None:
+    print(
+        f"\n## SQLite throughput, {processes} processes x {count:,} allocations"
+        f" (1024 categories), best of {repeats} alternating runs, 0 duplicates checked"
+    )
     for sync in ("full", "normal"):
-        for naive in (False, True):
-            with tempfile.TemporaryDirectory() as tmp:
-                url = f"sqlite://{tmp}/labels.db?synchronous={sync}"
-                SQLiteStore.from_url(url).close()
-                with ctx.Manager() as manager:
-                    barrier = manager.Barrier(processes)
-                    with ctx.Pool(processes) as pool:
-                        wall = time.perf_counter()
-                        times = pool.starmap(
-                            _sqlite_worker, [(url, count, naive, barrier)] * processes
-                        )
-                        wall = time.perf_counter() - wall
-                store = SQLiteStore.from_url(url)
-                keys = [a.key for a in store.snapshot().allocations]
-                assert len(keys) == len(set(keys)) == processes * count
-                rate = processes * count / max(times)
-                label = "naive" if naive else "mcslabel"
-                print(
-                    f"  synchronous={sync:<6} {label:>9}: {rate:>8,.0f} alloc/s"
-                    f" (slowest worker {max(times):.2f}s, 0 duplicates)"
-                )
+        best = {False: 0.0, True: 0.0}
+        # Alternate the strategies so that load from other processes on the
+        # machine does not favour whichever runs first.
+        for _ in range(repeats):
+            for naive in (False, True):
+                best[naive] = max(best[naive], _sqlite_run(processes, count, sync, naive))
+        print(
+            f"  synchronous={sync:<6} mcslabel {best[False]:>7,.0f} alloc/s"
+            f"   naive {best[True]:>7,.0f} alloc/s   ratio {best[False] / best[True]:.2f}x"
+        )
 
 
 def main() -> int:

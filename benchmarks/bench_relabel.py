@@ -156,7 +156,7 @@ def main() -> int:
             for name, kw in (
                 ("first, procfs fallback", {"use_xattrat": False}),
                 ("first, workers=0 (calling thread)", {"workers": 0}),
-                ("first, workers=1", {"workers": 1}),
+                ("first, workers=2", {"workers": 2}),
                 ("first, workers=3", {"workers": 3}),
                 ("first + journal, workers=0", {"workers": 0, "journal": scratch / "jv"}),
             ):

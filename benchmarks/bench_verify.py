@@ -83,6 +83,9 @@ def main() -> int:
         f"  ratio {med_default / med_peer:.2f}x"
     )
     met = med_ours / med_peer <= TARGET
+    if runs < 3:  # one sample under shared load is a smoke run, not a measurement
+        print(f"target <= {TARGET:.1f}x: not judged on {runs} run(s); use --runs 5")
+        return 0
     print(f"target <= {TARGET:.1f}x: {'met' if met else 'MISSED'}")
     return 0 if met else 1
 

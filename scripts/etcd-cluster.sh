@@ -8,6 +8,10 @@
 #   scripts/etcd-cluster.sh kill-member N [DIR]   SIGKILL member N (0..2), keep its data
 #   scripts/etcd-cluster.sh start-member N [DIR]  restart member N on its old ports and data
 #
+# With ETCD_TLS_DIR=D at start (D holding ca.pem, server.pem, server-key.pem, client.pem,
+# client-key.pem), members serve clients over https and require a client certificate signed
+# by ca.pem (--client-cert-auth); peers stay on plain http (loopback only).
+#
 # DIR defaults to $MCSLABEL_ETCD_DIR, else /var/tmp/mcslabel-etcd. Ports are picked from
 # 20000-29999 (derived from this shell's PID, then bind-tested) so several clusters can run
 # side by side; they are recorded in DIR/cluster.env. Uses Debian's etcd-server 3.4 (/usr/bin/etcd)
@@ -20,7 +24,7 @@ ETCDCTL=${ETCDCTL:-etcdctl}
 export ETCDCTL_API=3
 
 usage() {
-    sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -38,6 +42,13 @@ load_state() {
 }
 
 client_port() { echo $((BASE_PORT + 2 * $1)); }
+scheme() { if [[ -n "${TLS_DIR:-}" ]]; then echo https; else echo http; fi; }
+
+# etcdctl's TLS flags for this cluster (none without TLS).
+ctl_tls() {
+    [[ -n "${TLS_DIR:-}" ]] || return 0
+    echo "--cacert=$TLS_DIR/ca.pem --cert=$TLS_DIR/client.pem --key=$TLS_DIR/client-key.pem"
+}
 peer_port() { echo $((BASE_PORT + 2 * $1 + 1)); }
 
 endpoints() {
@@ -98,12 +109,18 @@ start_member() {
         initial+="${initial:+,}m$j=http://127.0.0.1:$(peer_port "$j")"
     done
     mkdir -p "$DIR/m$i"
+    local tls=()
+    if [[ -n "${TLS_DIR:-}" ]]; then
+        tls=(--cert-file "$TLS_DIR/server.pem" --key-file "$TLS_DIR/server-key.pem"
+            --trusted-ca-file "$TLS_DIR/ca.pem" --client-cert-auth)
+    fi
     # setsid: the member must not die with the shell (or pytest) that started it
     setsid "$ETCD" \
         --name "m$i" \
         --data-dir "$DIR/m$i/data" \
-        --listen-client-urls "http://127.0.0.1:$(client_port "$i")" \
-        --advertise-client-urls "http://127.0.0.1:$(client_port "$i")" \
+        --listen-client-urls "$(scheme)://127.0.0.1:$(client_port "$i")" \
+        --advertise-client-urls "$(scheme)://127.0.0.1:$(client_port "$i")" \
+        "${tls[@]}" \
         --listen-peer-urls "http://127.0.0.1:$(peer_port "$i")" \
         --initial-advertise-peer-urls "http://127.0.0.1:$(peer_port "$i")" \
         --initial-cluster "$initial" \
@@ -116,7 +133,8 @@ start_member() {
 
 wait_healthy() {
     local eps=$1 deadline=$((SECONDS + ${2:-30}))
-    until "$ETCDCTL" --endpoints="$eps" --dial-timeout=1s --command-timeout=2s \
+    # shellcheck disable=SC2046
+    until "$ETCDCTL" --endpoints="$eps" --dial-timeout=1s --command-timeout=2s $(ctl_tls) \
         endpoint health >/dev/null 2>&1; do
         ((SECONDS < deadline)) || {
             tail -n 5 "$DIR"/m*/etcd.log >&2 || true
@@ -154,7 +172,15 @@ cmd_start() {
     fi
     command -v "$ETCD" >/dev/null || die "$ETCD not found (apt-get install etcd-server)"
     BASE_PORT=$(pick_base_port)
-    echo "BASE_PORT=$BASE_PORT" >"$DIR/cluster.env"
+    TLS_DIR=${ETCD_TLS_DIR:-}
+    if [[ -n "$TLS_DIR" ]]; then
+        TLS_DIR=$(cd "$TLS_DIR" && pwd)
+        local f
+        for f in ca.pem server.pem server-key.pem client.pem client-key.pem; do
+            [[ -f "$TLS_DIR/$f" ]] || die "ETCD_TLS_DIR=$TLS_DIR lacks $f"
+        done
+    fi
+    printf 'BASE_PORT=%q\nTLS_DIR=%q\n' "$BASE_PORT" "$TLS_DIR" >"$DIR/cluster.env"
     local i
     for ((i = 0; i < MEMBERS; i++)); do
         start_member "$i"
@@ -186,7 +212,8 @@ cmd_status() {
     for ((i = 0; i < MEMBERS; i++)); do
         ep="127.0.0.1:$(client_port "$i")"
         if pid=$(member_pid "$i"); then
-            if "$ETCDCTL" --endpoints="$ep" --dial-timeout=1s --command-timeout=2s \
+            # shellcheck disable=SC2046
+            if "$ETCDCTL" --endpoints="$ep" --dial-timeout=1s --command-timeout=2s $(ctl_tls) \
                 endpoint health >/dev/null 2>&1; then
                 echo "m$i $ep pid=$pid healthy"
             else

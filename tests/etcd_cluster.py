@@ -9,6 +9,7 @@ Each test gets a fresh key prefix from ``etcd_prefix``, so tests do not see each
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -63,19 +64,50 @@ class EtcdCluster:
 
     def stop(self) -> None:
         self._script("stop")
+        if self.directory is not None:
+            (self.directory / "owner.pid").unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                self.directory.rmdir()
 
 
-def start_cluster(directory: Path) -> EtcdCluster:
+def make_tls_dir(directory: Path) -> Path:
+    """A throwaway CA, a server certificate for 127.0.0.1 and a client certificate (openssl)."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=directory, capture_output=True, check=True)
+
+    key = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    openssl("req", "-x509", *key, "-keyout", "ca-key.pem", "-out", "ca.pem", "-days", "2",
+            "-subj", "/CN=mcslabel-test-ca")  # fmt: skip
+    # etcd's gateway dials its own gRPC port with the server certificate: it needs clientAuth
+    for name, extensions in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+                   "extendedKeyUsage=serverAuth,clientAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ):  # fmt: skip
+        (directory / f"{name}.ext").write_text(extensions)
+        openssl("req", *key, "-keyout", f"{name}-key.pem", "-out", f"{name}.csr",
+                "-subj", f"/CN=mcslabel-{name}")  # fmt: skip
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "ca.pem", "-CAkey", "ca-key.pem",
+                "-CAcreateserial", "-out", f"{name}.pem", "-days", "2",
+                "-extfile", f"{name}.ext")  # fmt: skip
+    return directory
+
+
+def start_cluster(directory: Path, *, tls: Path | None = None) -> EtcdCluster:
     if shutil.which("etcd") is None or shutil.which("etcdctl") is None:
         if os.environ.get("CI"):
             pytest.fail("etcd-server / etcd-client not installed (run scripts/setup.sh)")
         pytest.skip("etcd-server / etcd-client not installed")
+    env = {**os.environ, "ETCD_TLS_DIR": str(tls) if tls else ""}
     done = subprocess.run(
         ["bash", str(SCRIPT), "start", str(directory)],
         capture_output=True,
         text=True,
         timeout=90,
         check=False,
+        env=env,
     )
     if done.returncode != 0:
         raise RuntimeError(f"could not start etcd cluster: {done.stderr}")
@@ -83,10 +115,44 @@ def start_cluster(directory: Path) -> EtcdCluster:
     return EtcdCluster(endpoints=endpoints, directory=directory)
 
 
-def _cluster_dir() -> Path:
+def _base_dir() -> Path:
     # /dev/shm keeps the tests fast (no fsync to disk); the benchmark uses /var/tmp
-    base = Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
-    return Path(tempfile.mkdtemp(prefix="mcslabel-etcd-test-", dir=base))
+    return Path("/dev/shm") if Path("/dev/shm").is_dir() else Path(tempfile.gettempdir())
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def stop_abandoned_clusters() -> None:
+    """Stop clusters whose test session was killed before its teardown ran."""
+    for owner in _base_dir().glob("mcslabel-etcd-test-*/owner.pid"):
+        try:
+            pid = int(owner.read_text())
+        except (OSError, ValueError):
+            continue
+        if not _pid_alive(pid):
+            subprocess.run(
+                ["bash", str(SCRIPT), "stop", str(owner.parent)],
+                capture_output=True,
+                timeout=60,
+                check=False,
+            )
+            owner.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                owner.parent.rmdir()
+
+
+def _cluster_dir() -> Path:
+    directory = Path(tempfile.mkdtemp(prefix="mcslabel-etcd-test-", dir=_base_dir()))
+    (directory / "owner.pid").write_text(str(os.getpid()))
+    return directory
 
 
 @pytest.fixture(scope="session")
@@ -96,6 +162,7 @@ def etcd_cluster() -> Iterator[EtcdCluster]:
     if preset:
         yield EtcdCluster(endpoints=tuple(preset.split(",")))
         return
+    stop_abandoned_clusters()
     cluster = start_cluster(_cluster_dir())
     try:
         yield cluster

@@ -150,3 +150,37 @@ def test_named_allocation_is_stable_and_joins(name: str) -> None:
     assert a.level == b.level == first.name_level(name)
     again = first.allocate("z", name=name)
     assert again.level == a.level and again.owners == ("x", "z")
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.integers(1, 70).flatmap(
+        lambda n: st.tuples(
+            st.just(n),
+            st.lists(
+                st.tuples(st.integers(0, n - 1), st.sampled_from(["block", "unblock", "query"])),
+                max_size=200,
+            ),
+        )
+    )
+)
+def test_free_index_agrees_with_a_plain_model(case: tuple[int, list[tuple[int, str]]]) -> None:
+    from mcslabel.allocator import _FreeIndex
+
+    size, ops = case
+    index, model = _FreeIndex(size), [0] * size
+    for slot, op in ops:
+        if op == "block" or (op == "unblock" and model[slot] == 0):
+            index.block(slot)
+            model[slot] += 1
+        elif op == "unblock":
+            index.unblock(slot)
+            model[slot] -= 1
+        else:
+            free = [i for i in range(size) if model[i] == 0]
+            assert index.free == len(free)
+            assert [index.kth_free(k) for k in range(len(free))] == free
+            assert [index.free_before(i) for i in range(size)] == [
+                sum(1 for f in free if f < i) for i in range(size)
+            ]
+    assert index.free == model.count(0)

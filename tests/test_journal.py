@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcslabel.errors import JournalError
@@ -191,3 +191,63 @@ def test_a_journal_inside_the_volume_is_refused(vol: Path) -> None:
     with pytest.raises(InvalidInput, match="must not be inside"):
         relabel(vol, level="s0:c1,c2", journal=vol / "sub" / "j")
     assert label(vol / "raw") == b"system_u:object_r:etc_t:s0"
+
+
+_labels = st.one_of(
+    st.none(),
+    st.sampled_from(
+        [
+            b"system_u:object_r:etc_t:s0\0",
+            b"system_u:object_r:etc_t:s0",
+            b"system_u:object_r:container_file_t:s0:c1,c2\0",  # already the target
+            b"unconfined_u:object_r:user_home_t:s0:c0.c1023\0",
+        ]
+    ),
+    st.binary(min_size=1, max_size=40).filter(lambda b: b != b"\0"),
+)
+_names = st.text(
+    st.characters(blacklist_characters="/\0", blacklist_categories=("Cs",)),
+    min_size=1,
+    max_size=12,
+).filter(lambda n: n not in (".", ".."))
+
+
+@settings(max_examples=25)
+@given(
+    st.lists(st.tuples(st.lists(_names, min_size=1, max_size=3), _labels), max_size=15),
+    _labels,
+    st.integers(0, 2),
+)
+def test_relabel_then_restore_is_the_identity(
+    tmp_path_factory: pytest.TempPathFactory,
+    layout: list[tuple[list[str], bytes | None]],
+    root_label: bytes | None,
+    workers: int,
+) -> None:
+    base = tmp_path_factory.mktemp("prop")
+    vol = base / "vol"
+    vol.mkdir()
+    for parts, lab in layout:
+        path = vol.joinpath(*parts)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if not path.exists():
+                path.write_bytes(b"data")
+        except OSError:
+            continue  # a name used as both file and directory
+        if lab is not None:
+            os.setxattr(path, XATTR, lab)
+    if root_label is not None:
+        os.setxattr(vol, XATTR, root_label)
+    every = [vol, *(Path(d, n) for d, ds, fs in os.walk(vol) for n in ds + fs)]
+    before = {p: label(p) for p in every}
+    result = relabel(vol, level="s0:c1,c2", journal=base / "j", workers=workers)
+    assert result.ok
+    assert {label(p) for p in every} <= {
+        b"system_u:object_r:container_file_t:s0:c1,c2\0",
+        b"system_u:object_r:container_file_t:s0:c1,c2",
+    }
+    restored = restore(base / "j")
+    assert restored.ok
+    assert restored.restored == result.changed
+    assert {p: label(p) for p in every} == before

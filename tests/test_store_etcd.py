@@ -14,7 +14,7 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import attrs
@@ -37,7 +37,7 @@ from mcslabel.stores import open_store
 from mcslabel.stores.base import Allocation, InsertOutcome
 from mcslabel.stores.etcd import EtcdStore, parse_url
 from mcslabel.stores.memory import MemoryStore
-from tests.etcd_cluster import REPO, EtcdCluster
+from tests.etcd_cluster import REPO, EtcdCluster, _cluster_dir, make_tls_dir, start_cluster
 
 pytestmark = pytest.mark.etcd
 
@@ -59,6 +59,14 @@ def raw_client(cluster: EtcdCluster):  # type: ignore[no-untyped-def]
 
     host, port = cluster.endpoints[0].split(":")
     return etcd3gw.client(host=host, port=int(port), timeout=5, api_path="/v3/")
+
+
+def assert_feed_caught_up(store: EtcdStore) -> None:
+    """The store's watch feed has delivered the store's own last write (white-box)."""
+    deadline = time.monotonic() + 5
+    while store._feed is None or store._feed._seen < store._last_write:
+        assert time.monotonic() < deadline, "the change feed never caught up"
+        time.sleep(0.05)
 
 
 def run_hosts(
@@ -202,26 +210,51 @@ def test_replace_and_delete_are_compare_and_swap(store: EtcdStore) -> None:
 def test_insert_custom_checks_everything_and_moves_generation(store: EtcdStore) -> None:
     store.insert(record(1, 2), generation=0)
     before = store.snapshot()
-    seen: list[str] = []
+    seen: list[list[str]] = []
 
-    def refuse(held: object) -> None:
-        seen.extend(str(a.level) for a in held)  # type: ignore[attr-defined]
+    def refuse(held: Iterable[Allocation]) -> None:
+        seen.append([str(a.level) for a in held])
         raise DominanceConflict("no")
 
     custom = Allocation(level=Level.parse("s0:c1"), owners=("x",), created=1.0, custom=True)
     with pytest.raises(DominanceConflict):
         store.insert_custom(custom, refuse)
-    assert seen == ["s0:c1,c2"]
-    assert store.get(custom.level) is None
-    # a refused reservation released its lock: pair inserts work again (after a resync)
-    gen = store.snapshot().generation
-    assert gen != before.generation
-    assert store.insert(record(3, 4), generation=gen) is InsertOutcome.INSERTED
+    assert seen == [["s0:c1,c2"]]
+    # refused on what was already held: nothing written, not even the lock
+    assert store.snapshot().revision == before.revision
     assert store.insert_custom(custom, lambda held: None) is InsertOutcome.INSERTED
     after = store.snapshot()
-    assert after.generation > gen
-    assert store.insert(record(5, 6), generation=gen) is InsertOutcome.GENERATION_MOVED
+    assert after.generation > before.generation
+    assert store.insert(record(5, 6), generation=before.generation) is (
+        InsertOutcome.GENERATION_MOVED
+    )
+    assert store.insert(record(5, 6), generation=after.generation) is InsertOutcome.INSERTED
     assert store.insert_custom(custom, lambda held: None) is InsertOutcome.KEY_HELD
+
+
+def test_insert_custom_rechecks_what_appeared_before_the_lock(
+    store: EtcdStore, etcd_cluster: EtcdCluster, etcd_prefix: str
+) -> None:
+    """A pair committed by another host between the first check and the lock is checked."""
+    other_host = EtcdStore.from_url(etcd_cluster.url(etcd_prefix))
+    checks: list[list[str]] = []
+
+    def check(held: Iterable[Allocation]) -> None:
+        checks.append(sorted(str(a.level) for a in held))
+        if len(checks) == 1:  # between the two reads, another host takes s0:c3,c4
+            assert other_host.insert(record(3, 4), generation=0) is InsertOutcome.INSERTED
+        elif "s0:c3,c4" in checks[-1]:
+            raise DominanceConflict("s0:c3 is dominated by s0:c3,c4")
+
+    custom = Allocation(level=Level.parse("s0:c3"), owners=("x",), created=1.0, custom=True)
+    with pytest.raises(DominanceConflict):
+        store.insert_custom(custom, check)
+    assert checks == [[], ["s0:c3,c4"]]
+    assert store.get(custom.level) is None
+    # the lock was released: a pair insert at the current generation goes through
+    generation = store.snapshot().generation
+    assert store.insert(record(5, 6), generation=generation) is InsertOutcome.INSERTED
+    other_host.close()
 
 
 def test_damaged_record_is_store_corrupt(store: EtcdStore, etcd_cluster: EtcdCluster) -> None:
@@ -346,6 +379,8 @@ def test_member_killed_mid_run_allocation_continues(private_etcd_cluster: EtcdCl
     levels = mine + [level for out in outputs for level in out["levels"]]
     assert len(levels) == len(set(levels)) == 130
     assert "down" in cluster.status()
+    health = dict(store.members_status())
+    assert health == {ep: ep != cluster.endpoints[used] for ep in cluster.endpoints}
     assert len(store.snapshot().allocations) == 131
     store.close()
 
@@ -396,6 +431,10 @@ def test_dead_hosts_lease_expires_but_persistent_labels_stay(
     held = json.loads(proc.stdout.readline())
     assert len(held["levels"]) == 3 and len(held["persistent"]) == 1
     observer = EtcdStore.from_url(etcd_cluster.url(etcd_prefix))
+    # another host's allocator, synced while the doomed host is alive
+    allocator = Allocator(observer, categories=10, exclude=(), host="survivor")
+    allocator.sync()
+    assert allocator.free_pairs == pair_count(10) - 4
     try:
         # alive and kept alive past several TTLs: nothing expires
         time.sleep(3 * ttl)
@@ -407,9 +446,9 @@ def test_dead_hosts_lease_expires_but_persistent_labels_stay(
         while {str(a.level) for a in observer.snapshot().allocations} != set(held["persistent"]):
             assert time.monotonic() < deadline, "the dead host's lease never expired"
             time.sleep(0.2)
-        # another host's allocator sees the pairs free again after its full resync
-        allocator = Allocator(observer, categories=10, exclude=(), host="survivor")
-        allocator.sync(full=True)
+        # the survivor's incremental sync sees them free: expiry leaves no tombstone, so
+        # this is the watch feed at work, not a range read
+        allocator.sync()
         assert allocator.free_pairs == pair_count(10) - 1
         # the volume's label was not lease-bound
         kv = raw_client(etcd_cluster).get(
@@ -451,8 +490,12 @@ def test_auth_user_password(private_etcd_cluster: EtcdCluster, tmp_path: Path) -
     password = tmp_path / "pw"
     password.write_text("rootpw\n")
     store = EtcdStore.from_url(cluster.url("auth", user="root", password_file=str(password)))
-    assert store.insert(record(1, 2), generation=0) is InsertOutcome.INSERTED
-    assert len(store.snapshot().allocations) == 1
+    allocator = Allocator(store, categories=8, exclude=(), host="authed")
+    first = allocator.allocate("a")
+    assert store.get(first.level) == first
+    allocator.allocate("b")
+    assert_feed_caught_up(store)  # the watch feed authenticated too
+    assert len(store.snapshot().allocations) == 2
     store.close()
     password.write_text("wrong\n")
     wrong = EtcdStore.from_url(cluster.url("auth", user="root", password_file=str(password)))
@@ -462,3 +505,36 @@ def test_auth_user_password(private_etcd_cluster: EtcdCluster, tmp_path: Path) -
     anonymous = EtcdStore.from_url(cluster.url("auth"))
     with pytest.raises(StoreError):
         anonymous.snapshot()
+
+
+@pytest.mark.slow
+def test_tls_with_client_certificates(tmp_path: Path) -> None:
+    """etcds:// against members that serve https and require a client certificate."""
+    tls = make_tls_dir(tmp_path / "tls")
+    cluster = start_cluster(_cluster_dir(), tls=tls)
+    try:
+        files = {"ca": str(tls / "ca.pem"), "cert": str(tls / "client.pem")}
+        files["key"] = str(tls / "client-key.pem")
+        store = EtcdStore.from_url(cluster.url("tls", **files))
+        assert store.config.tls and store.url.startswith("etcds://")
+        allocator = Allocator(store, categories=8, exclude=(), host="tls")
+        held = allocator.allocate("a")
+        assert store.get(held.level) == held
+        assert_feed_caught_up(store)  # the watch stream runs over TLS too
+        store.close()
+        # no client certificate: refused at the handshake, a clear error, nothing allocated
+        no_cert = EtcdStore.from_url(cluster.url("tls", ca=files["ca"], timeout=2))
+        with pytest.raises(StoreUnavailable, match="TLS"):
+            no_cert.snapshot()
+        # the server's certificate is not trusted without ca=
+        untrusted = EtcdStore.from_url(
+            cluster.url("tls", cert=files["cert"], key=files["key"], timeout=2)
+        )
+        with pytest.raises(StoreUnavailable, match="not trusted"):
+            untrusted.snapshot()
+        # plain http to a TLS member is no way around it
+        plain = EtcdStore.from_url(cluster.url("tls", timeout=2).replace("etcds", "etcd"))
+        with pytest.raises(StoreError):
+            plain.snapshot()
+    finally:
+        cluster.stop()

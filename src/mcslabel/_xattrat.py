@@ -5,8 +5,8 @@ entry of an open directory is one of:
 
 - ``getxattrat(2)`` / ``setxattrat(2)`` (Linux >= 6.13), called through
   ctypes: one syscall, the name resolved inside the pinned directory, the
-  final component never followed. Measured here: 1.3 us per read, the
-  fastest safe variant;
+  final component never followed. Measured here: ~3 us cheaper per call
+  than the procfs path below, the fastest safe variant;
 - the fallback for older kernels: ``l{get,set}xattr("/proc/self/fd/D/name")``,
   which is what coreutils' ``chcon`` does. The magic link jumps to the
   directory the fd pins, so this is just as race-free, but the procfs walk
@@ -82,7 +82,9 @@ class LabelIO:
         try:
             self.get(fd, b".")
         except OSError as exc:
-            return exc.errno not in (errno.ENOSYS, errno.EINVAL, errno.EFAULT)
+            # ENOSYS: kernel < 6.13; EPERM: a seccomp profile (docker's default)
+            # that does not know the syscall yet. Either way: use the fallback.
+            return exc.errno not in (errno.ENOSYS, errno.EPERM, errno.EINVAL, errno.EFAULT)
         finally:
             os.close(fd)
         return True

@@ -132,33 +132,68 @@ def comparable_pairs(level: Level, categories: int) -> Iterator[int]:
 
 
 class _FreeIndex:
-    """Counts of blocking reasons per pair + a Fenwick tree over "free" flags."""
+    """Counts of blocking reasons per pair + a Fenwick tree over "free" flags.
+
+    Tree updates are deferred: ``block``/``unblock`` are O(1) and queue the
+    change; the queue is applied (or the tree rebuilt in O(n) when the queue
+    is long) only when a query needs the tree. While most pairs are free the
+    allocator draws by rejection and never queries it, so allocation stays
+    O(1); when it does query, each queued change costs O(log n) once.
+    """
 
     def __init__(self, size: int) -> None:
         self.size = size
         self.free = size
         self._blocks = [0] * size
-        # Fenwick tree of all-ones, built in O(n): node i covers lowbit(i) slots.
         # Padded to a power of two so the descent in kth_free needs no bound check;
         # the padding slots are counted as blocked (never free).
         self._cap = 1 << max(size - 1, 0).bit_length() if size > 1 else 1
-        self._tree = [i & -i if i <= size else 0 for i in range(self._cap + 1)]
-        for i in range(size + 1, self._cap + 1):
-            self._tree[i] = self._tree_sum_below(i, size)
         self._top = self._cap
+        # Queued changes: i for "slot i became free", ~i for "slot i became blocked".
+        self._pending: list[int] = []
+        self._tree: list[int] = []
+        self._rebuild()
 
-    def _tree_sum_below(self, i: int, size: int) -> int:
-        # Node i covers (i - lowbit(i), i]; only slots <= size hold a free pair.
-        low = i - (i & -i)
-        return max(0, min(i, size) - low)
+    def _rebuild(self) -> None:
+        """Build the tree from the block counts in O(n)."""
+        cap, size = self._cap, self.size
+        if self.free == size:
+            # All free: node i covers (i - lowbit(i), i], of which slots <= size count.
+            tree = [i & -i for i in range(cap + 1)]
+            for i in range(size + 1, cap + 1):  # padding nodes: count only real slots
+                tree[i] = max(0, size - i + (i & -i))
+            self._tree = tree
+            self._pending.clear()
+            return
+        tree = [0, *(0 if b else 1 for b in self._blocks)] + [0] * (cap - size)
+        for i in range(1, cap + 1):
+            parent = i + (i & -i)
+            if parent <= cap:
+                tree[parent] += tree[i]
+        self._tree = tree
+        self._pending.clear()
+
+    def _flush(self) -> None:
+        pending = self._pending
+        if len(pending) * 4 > self._cap // max(self._cap.bit_length(), 1):
+            self._rebuild()
+            return
+        tree, n = self._tree, self._cap
+        for change in pending:
+            if change >= 0:
+                i, delta = change + 1, 1
+            else:
+                i, delta = ~change + 1, -1
+            while i <= n:
+                tree[i] += delta
+                i += i & -i
+        pending.clear()
 
     def _add(self, index: int, delta: int) -> None:
-        i = index + 1
-        tree, n = self._tree, self._cap
-        while i <= n:
-            tree[i] += delta
-            i += i & -i
         self.free += delta
+        self._pending.append(index if delta > 0 else ~index)
+        if len(self._pending) > self._cap:
+            self._rebuild()  # bounds the queue under long churn at low occupancy
 
     def block(self, index: int) -> None:
         self._blocks[index] += 1
@@ -175,6 +210,8 @@ class _FreeIndex:
 
     def kth_free(self, k: int) -> int:
         """Index of the k-th (0-based) free pair; requires ``0 <= k < free``."""
+        if self._pending:
+            self._flush()
         pos, remaining, step, tree = 0, k + 1, self._top, self._tree
         while step:
             value = tree[pos + step]
@@ -186,6 +223,8 @@ class _FreeIndex:
 
     def free_before(self, index: int) -> int:
         """Number of free pairs with an index below ``index``."""
+        if self._pending:
+            self._flush()
         total, i, tree = 0, index, self._tree
         while i > 0:
             total += tree[i]
@@ -366,8 +405,8 @@ class Allocator:
     def _apply_changes(self, changes: Changes) -> None:
         for key, record in changes.changed.items():
             old = self._records.get(key)
-            if old is not None and record is not None and old.level == record.level:
-                # Same level: owners/lease changed, the blocked set did not.
+            if old is not None and record is not None:
+                # Same key, so same level: owners/lease changed, the blocked set did not.
                 self._records[key] = record
                 if old.name != record.name:
                     if old.name is not None and self._names.get(old.name) == key:
@@ -503,16 +542,18 @@ class Allocator:
     def _draw(self) -> int:
         """A free pair index, uniform over the free pairs.
 
-        A few rejection draws over the whole space first (each accepted draw
-        is uniform over the free pairs; O(1) while most pairs are free), then
-        the k-th free pair from the Fenwick index (O(log n) at any occupancy).
+        While at least half the pairs are free, a few rejection draws over the
+        whole space first (each accepted draw is uniform over the free pairs;
+        O(1)); then the k-th free pair from the Fenwick index (O(log n) at
+        any occupancy).
         A mixture of uniform draws is uniform, so the split is invisible.
         """
         index = self._index
-        for _ in range(_REJECTION_DRAWS):
-            candidate = secrets.randbelow(self.total_pairs)
-            if index.is_free(candidate):
-                return candidate
+        if index.free * 2 >= self.total_pairs:  # worth it only while most pairs are free
+            for _ in range(_REJECTION_DRAWS):
+                candidate = secrets.randbelow(self.total_pairs)
+                if index.is_free(candidate):
+                    return candidate
         return index.kth_free(secrets.randbelow(index.free))
 
     def name_level(self, name: str) -> Level:

@@ -26,6 +26,7 @@ cut every changed label has its record.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -41,14 +42,14 @@ from mcslabel.errors import show_input as _q
 
 MAGIC = "mcslabel-journal 1"
 END = "mcslabel-journal-end"
-_SAFE = re.compile(rb"[\x20-\x5b\x5d-\x7e]*")
+_UNSAFE = re.compile(rb"[^\x20-\x5b\x5d-\x7e]")
 _ESCAPED = re.compile(rb"\\x([0-9a-f]{2})")
 _RECORD = re.compile(r"(\d+)\t(\d+)\t([ZR-])\t([^\t]*)\t([^\t]+)")
 
 
 def escape(raw: bytes) -> str:
     """``raw`` as printable ASCII; other bytes, ``\\`` and tab become ``\\xHH``."""
-    if _SAFE.fullmatch(raw):
+    if not _UNSAFE.search(raw):
         return raw.decode("ascii")
     return "".join(chr(c) if 0x20 <= c <= 0x7E and c != 0x5C else f"\\x{c:02x}" for c in raw)
 
@@ -57,14 +58,18 @@ def unescape(text: str) -> bytes:
     return _ESCAPED.sub(lambda m: bytes([int(m.group(1), 16)]), text.encode("ascii"))
 
 
-def format_record(dev: int, ino: int, old: bytes | None, relpath: bytes) -> str:
+@functools.lru_cache(maxsize=1024)
+def label_field(old: bytes | None) -> str:
+    """The ``kind<TAB>label`` middle of a record (cached: labels repeat a lot)."""
     if old is None:
-        kind, label = "-", ""
-    elif old.endswith(b"\0"):
-        kind, label = "Z", escape(old[:-1])
-    else:
-        kind, label = "R", escape(old)
-    return f"{dev}\t{ino}\t{kind}\t{label}\t{escape(relpath)}\n"
+        return "-\t"
+    if old.endswith(b"\0"):
+        return "Z\t" + escape(old[:-1])
+    return "R\t" + escape(old)
+
+
+def format_record(dev: int, ino: int, old: bytes | None, relpath: bytes) -> str:
+    return f"{dev}\t{ino}\t{label_field(old)}\t{escape(relpath)}\n"
 
 
 @attrs.frozen
@@ -236,6 +241,7 @@ __all__ = [
     "JournalWriter",
     "escape",
     "format_record",
+    "label_field",
     "read_journal",
     "unescape",
 ]

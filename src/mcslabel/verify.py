@@ -681,16 +681,14 @@ class _Rules:
 
 
 def _enabled(rule: Any) -> bool:
-    try:
-        return bool(rule.enabled())
-    except Exception:  # unconditional rules have no conditional expression
-        return True
+    """Active with the policy's boolean defaults (always, for unconditional rules)."""
+    return bool(rule.enabled())
 
 
 def _is_conditional(rule: Any) -> bool:
     try:
         return rule.conditional is not None
-    except Exception:  # setools raises RuleNotConditional
+    except _setools_error("RuleNotConditional"):
         return False
 
 

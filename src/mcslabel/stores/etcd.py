@@ -294,6 +294,8 @@ class _Members:
             )
             for host, port in config.endpoints
         ]
+        # Per request: requests lets $REQUESTS_CA_BUNDLE override a session's CA, not this.
+        self.options: dict[str, Any] = {"verify": config.ca} if config.ca else {}
         # Spread hosts over members instead of all piling onto the first one.
         self._current = random.randrange(len(self._clients))
         self._token: str | None = None
@@ -311,11 +313,20 @@ class _Members:
         host, port = self._config.endpoints[index]
         return f"{host}:{port}"
 
+    def ensure_token(self, client: Any) -> None:
+        """Authenticate (through ``client``) when a user is configured and no token is held."""
+        if self._config.user is not None and self._token is None:
+            self._authenticate(client)
+
+    def forget_token(self) -> None:
+        if self._config.user is not None:
+            self._token = None
+
     def _authenticate(self, client: Any) -> None:
         config = self._config
         body = {"name": config.user, "password": config.password or ""}
         try:
-            reply = client.post(client.get_url("/auth/authenticate"), json=body)
+            reply = client.post(client.get_url("/auth/authenticate"), json=body, **self.options)
         except self._etcd3gw.exceptions.Etcd3Exception as exc:
             code, message = self._error_of(exc)
             if code in (3, 9, _UNAUTHENTICATED):  # bad name/password, auth not enabled...
@@ -354,9 +365,10 @@ class _Members:
                 # Leave time for another member when this one hangs.
                 client.timeout = min(remaining, max(0.5, timeout / 2))
                 try:
-                    if self._config.user is not None and self._token is None:
-                        self._authenticate(client)
-                    reply: dict[str, Any] = client.post(client.get_url(path), json=payload)
+                    self.ensure_token(client)
+                    reply: dict[str, Any] = client.post(
+                        client.get_url(path), json=payload, **self.options
+                    )
                 except errors.ConnectionTimeoutError:
                     ambiguous = True
                     failures[self.endpoint(index)] = f"no reply within {client.timeout:.1f}s"
@@ -401,7 +413,7 @@ class _Members:
         for index, client in enumerate(self._clients):
             client.timeout = min(2.0, self._config.timeout)
             try:
-                client.post(client.get_url("/maintenance/status"), json={})
+                client.post(client.get_url("/maintenance/status"), json={}, **self.options)
             except self._etcd3gw.exceptions.Etcd3Exception:
                 out.append((self.endpoint(index), False))
             else:
@@ -427,13 +439,16 @@ class _ChangeFeed:
     READ_TIMEOUT = 60.0
     #: Log entries kept; older history is answered by a range read.
     MAX_LOG = 100_000
+    #: Seconds changes() waits for the feed to deliver this process's own last write.
+    CATCH_UP_WAIT = 0.5
 
     def __init__(self, config: EtcdConfig, prefix: str, start: int, generation: int) -> None:
         self._config = config
         self._prefix = prefix
         self._lock = threading.Lock()
         self._caught_up = threading.Condition(self._lock)
-        # The feed knows every change in (floor, seen]; entries are (revision, key, kv|None).
+        # The feed knows every change in (floor, seen]: the log holds (key, kv or None for a
+        # deletion) in revision order, with the revisions in a parallel list for bisect.
         self._floor = start - 1
         self._seen = start - 1
         self._log_revisions: list[int] = []
@@ -456,7 +471,9 @@ class _ChangeFeed:
         write), so a process always sees its own writes.
         """
         with self._caught_up:
-            if not self._caught_up.wait_for(lambda: self._seen >= at_least, timeout=0.5):
+            if not self._caught_up.wait_for(
+                lambda: self._seen >= at_least, timeout=self.CATCH_UP_WAIT
+            ):
                 return None
             if self.broken or revision < self._floor:
                 return None
@@ -497,13 +514,16 @@ class _ChangeFeed:
             client = members.clients[index]
             request["create_request"]["start_revision"] = self._seen + 1
             try:
+                members.ensure_token(client)
                 self._response = client.session.post(
                     client.get_url("/watch"),
+                    **members.options,
                     json=request,
                     stream=True,
                     timeout=(self._config.timeout, self.READ_TIMEOUT),
                 )
                 if self._response.status_code != 200:
+                    members.forget_token()  # an expired token is the likely cause
                     raise OSError(f"watch refused: HTTP {self._response.status_code}")
                 for line in self._response.iter_lines():
                     if self._stop.is_set():
@@ -527,8 +547,12 @@ class _ChangeFeed:
         self._stop.set()
         response = self._response
         if response is not None:
+            # Unblock the reader: closing the response from here would wait for its read.
             with contextlib.suppress(Exception):
-                response.close()
+                sock = socket.fromfd(response.raw._fp.fileno(), socket.AF_INET, socket.SOCK_STREAM)
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+        self._thread.join(timeout=2.0)
         self._members.close()
 
 
@@ -663,7 +687,12 @@ class EtcdStore:
             kvs = _kvs(reply)
             seen = int(kvs[0]["mod_revision"]) if kvs else 0
             if kvs:
-                lease = int(json.loads(_unb64(kvs[0]["value"]))["lease"])
+                try:
+                    lease = int(json.loads(_unb64(kvs[0].get("value", "")))["lease"])
+                except (ValueError, KeyError, TypeError):
+                    raise StoreCorrupt(
+                        f"etcd key {_q(self._host_key)} does not hold a host lease record"
+                    ) from None
                 if self._refresh(lease):
                     return lease
             granted, _ = self._call("lease/grant", {"TTL": ttl, "ID": 0})
@@ -882,10 +911,18 @@ class EtcdStore:
         return outcome
 
     def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertOutcome:
+        # Check first without a write, so a refusal moves nothing (taking the lock moves the
+        # generation, which sends every other allocator to resync).
+        before = self.snapshot()
+        check(before.allocations)
         lock_lease, lock_revision = self._acquire_custom_lock()
         committed = False
         try:
-            check(self.snapshot().allocations)
+            # No pair insert commits while the lock is held: if any record appeared or
+            # changed since that check, check again against everything held now.
+            moved = self._changes_by_range(before.revision).changed
+            if any(record is not None for record in moved.values()):
+                check(self.snapshot().allocations)
             value = self._value(allocation)
             level_key = self._levels + allocation.key
 
