@@ -155,15 +155,15 @@ def main() -> int:
             journal.unlink()
             for name, kw in (
                 ("first, procfs fallback", {"use_xattrat": False}),
-                ("first, workers=0 (calling thread)", {"workers": 0}),
+                ("first, workers=1", {"workers": 1}),
                 ("first, workers=2", {"workers": 2}),
                 ("first, workers=3", {"workers": 3}),
-                ("first + journal, workers=0", {"workers": 0, "journal": scratch / "jv"}),
+                ("first + journal, workers=1", {"workers": 1, "journal": scratch / "jv"}),
             ):
                 variants.setdefault(name, []).append(ours_first(**kw))
                 (scratch / "jv").unlink(missing_ok=True)
             for name, kw in (
-                ("second, workers=0", {"workers": 0}),
+                ("second, workers=2", {"workers": 2}),
                 ("second, procfs fallback", {"use_xattrat": False}),
             ):
                 level, _ = levels.fresh()

@@ -64,11 +64,13 @@ def main() -> int:
     peer_argv = [sesearch, "-A", "-s", "container_t", "-t", "var_t", "-c", "file", str(policy)]
 
     ours, ours_default, peer = [], [], []
-    for _ in range(runs):
-        ours.append(_time(ours_argv))
-        peer.append(_time(peer_argv))
-        ours_default.append(_time(default_argv))
-    os.rmdir(empty)
+    try:
+        for _ in range(runs):
+            ours.append(_time(ours_argv))
+            peer.append(_time(peer_argv))
+            ours_default.append(_time(default_argv))
+    finally:
+        os.rmdir(empty)
 
     med_ours, med_default, med_peer = map(statistics.median, (ours, ours_default, peer))
     cells = len(PATHS) * 12

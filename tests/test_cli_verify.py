@@ -78,13 +78,33 @@ def test_boolean_flag_and_perm_flag(
     assert data["paths"][0]["checks"][0]["allowed"] is True
 
 
-def test_store_flag(capsys: pytest.CaptureFixture[str], root: Path, empty: Path) -> None:
-    pytest.importorskip("mcslabel.stores")
+def test_store_flag(
+    capsys: pytest.CaptureFixture[str], root: Path, empty: Path, tmp_path: Path
+) -> None:
+    from mcslabel.allocator import Allocator
+    from mcslabel.stores import open_store
+
     code, out, _ = _run(
         capsys, "--policy-root", str(root), "--root", str(empty), "--store", "memory://", "--json"
     )
     assert code == 0
     assert json.loads(out)["mcs"]["held"] == []
+    # A real SQLite registry holding a pair (the test policy has c0..c3): checked, and
+    # denied by the MCS constraint.
+    url = f"sqlite:///{tmp_path / 'labels.db'}"
+    store = open_store(url)
+    try:
+        Allocator(store, categories=4).reserve("s0:c2,c3", "test:cli-verify")
+    finally:
+        store.close()
+    args = ["--policy-root", str(root), "--root", str(empty), "--store", url, "--json"]
+    code, out, _ = _run(capsys, *args, "--level", "s0:c0,c1")
+    assert code == 0
+    mcs = json.loads(out)["mcs"]
+    assert mcs["held"] == ["s0:c2,c3"]
+    held = [c for c in mcs["checks"] if c["relation"] == "held"]
+    assert held and all(c["level"] == "s0:c2,c3" for c in held)
+    assert {c["reason"] for c in held if c["cross_pair"] and c["must_block"]} == {"constraint"}
 
 
 @pytest.mark.parametrize(

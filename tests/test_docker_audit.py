@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -30,8 +31,8 @@ from mcslabel.level import Level
 if TYPE_CHECKING:
     from tests.docker_env import Containers
 
-REPO = Path(__file__).resolve().parent.parent
-MCSLABEL = REPO / ".venv" / "bin" / "mcslabel"
+# The CLI installed beside the interpreter running the tests (the venv's).
+MCSLABEL = Path(sys.executable).with_name("mcslabel")
 
 
 def _inspect(**host: Any) -> dict[str, Any]:
@@ -294,7 +295,7 @@ def test_cli_parser_does_not_import_the_docker_sdk() -> None:
         " print(sorted(m for m in sys.modules if m == 'docker' or m.startswith('docker.')))"
     )
     done = subprocess.run(
-        [str(REPO / ".venv" / "bin" / "python"), "-c", code],
+        [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         timeout=60,
@@ -324,3 +325,26 @@ def test_cli_without_daemon_is_a_clear_failure(command: str, tmp_path: Path) -> 
     assert done.returncode == 3
     assert done.stderr.startswith("mcslabel: error: cannot reach the Docker daemon")
     assert len(done.stderr.splitlines()) == 1
+
+
+def test_unreachable_daemon_is_a_docker_error_in_every_call(tmp_path: Path) -> None:
+    # A pinned API version skips the SDK's version probe, so the first request is the one
+    # that meets the dead socket: the SDK raises requests' ConnectionError, not its own.
+    import docker as docker_sdk
+
+    from mcslabel.allocator import Allocator
+    from mcslabel.docker import sync
+    from mcslabel.errors import DockerError
+    from mcslabel.stores import open_store
+
+    client = docker_sdk.DockerClient(
+        base_url=f"unix://{tmp_path}/none.sock", version="1.41", timeout=5
+    )
+    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    with pytest.raises(DockerError, match="cannot list containers"):
+        list(labels_in_use(client))
+    with pytest.raises(DockerError):
+        audit(client)
+    with pytest.raises(DockerError):
+        sync(allocator, client)
+    assert list(allocator.list()) == []

@@ -24,7 +24,7 @@ from mcslabel.docker import (
     remove,
     run,
 )
-from mcslabel.errors import DockerError, InvalidInput, RefusedPath
+from mcslabel.errors import DockerError, InvalidInput, RefusedPath, RelabelError
 from mcslabel.stores import open_store
 from tests.docker_env import IMAGE, TEST_LABEL
 
@@ -220,6 +220,38 @@ def test_audit_refused_bind_mounts_and_daemon_socket(containers: Containers) -> 
     assert [f.containers for f in report.by_kind("daemon-socket-mount")] == [(sock.id,)]
 
 
+def test_run_unusable_journal_dir_undoes_everything(
+    containers: Containers, allocator: Allocator, tmp_path: Path
+) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    before = _label(data)
+    not_a_dir = tmp_path / "journals-file"
+    not_a_dir.write_text("")
+    with pytest.raises(RelabelError, match="journal directory"):
+        run(
+            containers.client,
+            IMAGE,
+            allocator=allocator,
+            journal_dir=not_a_dir,
+            volumes=[f"{data}:/data:Z"],
+            labels={TEST_LABEL: containers.run_id},
+        )
+    assert _label(data) == before
+    assert list(allocator.list()) == []
+    assert containers.client.containers.list(all=True, filters=containers.filters) == []
+
+
+def test_remove_refuses_a_tampered_journals_label(
+    containers: Containers, allocator: Allocator
+) -> None:
+    forged = containers.create(labels={LEVEL_LABEL: "s0:c1,c2", JOURNALS_LABEL: "{not json"})
+    with pytest.raises(InvalidInput, match=JOURNALS_LABEL):
+        remove(containers.client, forged.id, allocator=allocator)
+    # Refused before anything was done: the container is still there.
+    assert containers.client.containers.get(forged.id).id == forged.id
+
+
 def test_journals_label_is_json_list(
     containers: Containers, allocator: Allocator, tmp_path: Path
 ) -> None:
@@ -267,3 +299,23 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
     )  # fmt: skip
     assert done.returncode == 3 and "refusing to relabel" in done.stderr
     assert list(allocator.list()) == []
+
+
+def test_undo_restores_every_journal_even_after_a_failure(tmp_path: Path) -> None:
+    from mcslabel.docker import _restore_journals
+    from mcslabel.errors import JournalError
+    from mcslabel.relabel import relabel
+
+    data = tmp_path / "data"
+    data.mkdir()
+    before = _label(data)
+    good = tmp_path / "good.journal"
+    relabel(data, level="s0:c5,c6", journal=good)
+    damaged = tmp_path / "damaged.journal"
+    damaged.write_text("not a journal\n")
+    # Newest first: the damaged one fails, the good one is still restored after it.
+    with pytest.raises(JournalError):
+        _restore_journals([good, damaged], restore=True)
+    assert _label(data) == before
+    assert not good.exists()
+    assert damaged.exists()  # kept for a manual `mcslabel restore`

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,8 +28,8 @@ pytestmark = pytest.mark.docker
 if TYPE_CHECKING:
     from tests.docker_env import Containers
 
-REPO = Path(__file__).resolve().parent.parent
-MCSLABEL = REPO / ".venv" / "bin" / "mcslabel"
+# The CLI installed beside the interpreter running the tests (the venv's).
+MCSLABEL = Path(sys.executable).with_name("mcslabel")
 CATEGORIES = 6
 
 

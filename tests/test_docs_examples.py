@@ -7,6 +7,7 @@ its entry point, as a user's project would.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import tempfile
@@ -40,7 +41,15 @@ def test_orchestration_examples_run(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     script, sdk_example = _python_blocks("orchestration.md")
     namespace: dict[str, Any] = {}
-    exec(compile(script, "docs/orchestration.md", "exec"), namespace)
+    try:
+        exec(compile(script, "docs/orchestration.md", "exec"), namespace)
+    except BaseException:
+        # A failing example must not leave its container running on the shared daemon.
+        started = namespace.get("web")
+        if started is not None:
+            with contextlib.suppress(Exception):
+                started.container.remove(force=True)
+        raise
     web, data = namespace["web"], namespace["data"]
     assert namespace["volume_label"] == f"system_u:object_r:container_file_t:{web.level}"
     assert Path(data).parent == tmp_path

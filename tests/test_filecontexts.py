@@ -121,6 +121,25 @@ def test_symlink_label_is_not_followed(tmp_path: Path) -> None:
     assert ctx.context.type != "container_file_t"
 
 
+def test_symlinks_inside_a_root_resolve_inside_it(tmp_path: Path) -> None:
+    # An image whose /home is an absolute link (/home -> /var/home, as on Silverblue):
+    # the lookup must read the image's /var/home/alice, never this host's.
+    image = tmp_path / "image"
+    alice = image / "var" / "home" / "alice"
+    alice.mkdir(parents=True)
+    os.setxattr(alice, "security.selinux", b"system_u:object_r:user_home_dir_t:s0:c7\0")
+    (image / "home").symlink_to("/var/home")
+    (image / "up").symlink_to("../../../../var/home")  # '..' never climbs out of the root
+    root = PolicyRoot.installed()
+    for path in ("/home/alice", "/up/alice"):
+        ctx = path_context(path, policy_root=root, root=image)
+        assert (ctx.source, ctx.inspected) == ("xattr", str(alice)), path
+        assert str(ctx.context) == "system_u:object_r:user_home_dir_t:s0:c7"
+    (image / "loop").symlink_to("/loop")
+    with pytest.raises(InvalidInput, match="too many symlinks"):
+        path_context("/loop/x", policy_root=root, root=image)
+
+
 def test_garbage_xattr_is_a_typed_error(tmp_path: Path) -> None:
     var = tmp_path / "var"
     var.mkdir()

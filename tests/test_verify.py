@@ -342,3 +342,17 @@ def test_xattr_beats_file_contexts(tmp_path: Path, centos_root: Path) -> None:
 def test_installed_root_default_matches_explicit(debian: Report, empty_root: Path) -> None:
     explicit = verify(policy_root=PolicyRoot.installed(), paths=PATHS, root=empty_root)
     assert explicit.to_dict() == debian.to_dict()
+
+
+def test_a_library_without_the_sepol_api_is_a_typed_error() -> None:
+    # libc is real and loaded, and has no sepol_* symbol: what an old or foreign
+    # libsepol would look like to _sepol.
+    import ctypes
+    import ctypes.util
+
+    from mcslabel._sepol import _declare
+    from mcslabel.errors import SELinuxUnavailable
+
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+    with pytest.raises(SELinuxUnavailable, match="sepol_compute_av_reason_buffer"):
+        _declare(libc, {"sepol_compute_av_reason_buffer": (ctypes.c_int, [])})

@@ -34,11 +34,23 @@ _tmpdir: str | None = None
 
 @functools.lru_cache(maxsize=1)
 def _lib() -> ctypes.CDLL:
-    name = ctypes.util.find_library("sepol") or "libsepol.so.2"
-    try:
-        lib = ctypes.CDLL(name)
-    except OSError as exc:
-        raise SELinuxUnavailable(f"libsepol is not loadable ({name}): {exc}") from exc
+    # The soname first: find_library needs ldconfig, absent from minimal images.
+    names = ["libsepol.so.2"]
+    found = ctypes.util.find_library("sepol")
+    if found and found not in names:
+        names.append(found)
+    problems: list[str] = []
+    for name in names:
+        try:
+            lib = ctypes.CDLL(name)
+            break
+        except OSError as exc:
+            problems.append(str(exc))
+    else:
+        raise SELinuxUnavailable(
+            f"libsepol is not loadable ({'; '.join(problems)}):"
+            " install Debian's libsepol2 (Fedora/RHEL: libsepol)"
+        )
     vp, pp = ctypes.c_void_p, ctypes.POINTER(ctypes.c_void_p)
     signatures: dict[str, tuple[object, list[object]]] = {
         "sepol_handle_create": (vp, []),
@@ -63,11 +75,20 @@ def _lib() -> ctypes.CDLL:
         "sepol_bool_free": (None, [vp]),
         "sepol_bool_set": (ctypes.c_int, [vp, vp, vp, vp]),
     }
+    _declare(lib, signatures)
+    return lib
+
+
+def _declare(lib: ctypes.CDLL, signatures: dict[str, tuple[object, list[object]]]) -> None:
     for fn, (restype, argtypes) in signatures.items():
-        func = getattr(lib, fn)
+        try:
+            func = getattr(lib, fn)
+        except AttributeError:
+            raise SELinuxUnavailable(
+                f"{lib._name} has no {fn}: libsepol 2.x (libsepol.so.2) is needed"
+            ) from None
         func.restype = restype
         func.argtypes = argtypes
-    return lib
 
 
 def _workdir() -> str:
@@ -171,30 +192,30 @@ class _AVDecision(ctypes.Structure):
 def _services() -> ctypes.CDLL:
     lib = _lib()
     u32p = ctypes.POINTER(ctypes.c_uint32)
-    lib.sepol_set_policydb_from_file.restype = ctypes.c_int
-    lib.sepol_set_policydb_from_file.argtypes = [ctypes.c_void_p]
-    lib.sepol_context_to_sid.restype = ctypes.c_int
-    lib.sepol_context_to_sid.argtypes = [ctypes.c_char_p, ctypes.c_size_t, u32p]
-    lib.sepol_string_to_security_class.restype = ctypes.c_int
-    lib.sepol_string_to_security_class.argtypes = [
-        ctypes.c_char_p,
-        ctypes.POINTER(ctypes.c_uint16),
-    ]
-    lib.sepol_string_to_av_perm.restype = ctypes.c_int
-    lib.sepol_string_to_av_perm.argtypes = [ctypes.c_uint16, ctypes.c_char_p, u32p]
-    lib.sepol_compute_av_reason_buffer.restype = ctypes.c_int
-    lib.sepol_compute_av_reason_buffer.argtypes = [
-        ctypes.c_uint32,
-        ctypes.c_uint32,
-        ctypes.c_uint16,
-        ctypes.c_uint32,
-        ctypes.POINTER(_AVDecision),
-        ctypes.POINTER(ctypes.c_uint),
-        ctypes.POINTER(ctypes.c_void_p),
-        ctypes.c_uint,
-    ]
-    lib.sepol_debug.restype = None
-    lib.sepol_debug.argtypes = [ctypes.c_int]
+    signatures: dict[str, tuple[object, list[object]]] = {
+        "sepol_set_policydb_from_file": (ctypes.c_int, [ctypes.c_void_p]),
+        "sepol_context_to_sid": (ctypes.c_int, [ctypes.c_char_p, ctypes.c_size_t, u32p]),
+        "sepol_string_to_security_class": (
+            ctypes.c_int,
+            [ctypes.c_char_p, ctypes.POINTER(ctypes.c_uint16)],
+        ),
+        "sepol_string_to_av_perm": (ctypes.c_int, [ctypes.c_uint16, ctypes.c_char_p, u32p]),
+        "sepol_compute_av_reason_buffer": (
+            ctypes.c_int,
+            [
+                ctypes.c_uint32,
+                ctypes.c_uint32,
+                ctypes.c_uint16,
+                ctypes.c_uint32,
+                ctypes.POINTER(_AVDecision),
+                ctypes.POINTER(ctypes.c_uint),
+                ctypes.POINTER(ctypes.c_void_p),
+                ctypes.c_uint,
+            ],
+        ),
+        "sepol_debug": (None, [ctypes.c_int]),
+    }
+    _declare(lib, signatures)
     return lib
 
 

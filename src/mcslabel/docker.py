@@ -34,7 +34,6 @@ levels, so that is what the container can reach.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import secrets
@@ -155,13 +154,16 @@ def connect(base_url: str | None = None, *, timeout: int = 30) -> Any:
     daemon answers.
     """
     docker_sdk = _sdk()
+    client: Any = None
     try:
         if base_url is None:
             client = docker_sdk.from_env(timeout=timeout)
         else:
             client = docker_sdk.DockerClient(base_url=base_url, timeout=timeout)
         client.ping()
-    except docker_sdk.errors.DockerException as exc:
+    except _failures() as exc:
+        if client is not None:
+            client.close()
         raise DockerError(f"cannot reach the Docker daemon: {exc}") from exc
     return client
 
@@ -179,14 +181,14 @@ def labels_in_use(
     docker_sdk = _sdk()
     try:
         summaries = client.api.containers(all=True, filters=dict(filters or {}))
-    except docker_sdk.errors.DockerException as exc:
+    except _failures() as exc:
         raise DockerError(f"cannot list containers: {exc}") from exc
     for summary in summaries:
         try:
             inspected = client.api.inspect_container(summary["Id"])
         except docker_sdk.errors.NotFound:
             continue  # removed between list and inspect
-        except docker_sdk.errors.DockerException as exc:
+        except _failures() as exc:
             raise DockerError(f"cannot inspect container {summary['Id'][:12]}: {exc}") from exc
         yield container_label(inspected)
 
@@ -423,7 +425,7 @@ def _exists(client: Any, container_id: str) -> bool:
         client.api.inspect_container(container_id)
     except docker_sdk.errors.NotFound:
         return False
-    except docker_sdk.errors.DockerException as exc:
+    except _failures() as exc:
         raise DockerError(f"cannot inspect container {container_id[:12]}: {exc}") from exc
     return True
 
@@ -518,11 +520,10 @@ def audit(
     ``refused`` overrides the refused-path check (a callable taking a path and
     returning a reason or None); by default :mod:`mcslabel.relabel`'s.
     """
-    docker_sdk = _sdk()
     containers = list(labels_in_use(client, filters=filters))
     try:
         info = client.info()
-    except docker_sdk.errors.DockerException as exc:
+    except _failures() as exc:
         raise DockerError(f"cannot read daemon info: {exc}") from exc
     selinux_enabled = any("selinux" in str(o) for o in info.get("SecurityOptions") or ())
     check_refused = refused if refused is not None else _default_refused
@@ -635,14 +636,13 @@ DAEMON_SOCKETS = frozenset(
 
 
 def _disk_context(path: str) -> Context | None:
+    """The on-disk context of a mount source (symlinks followed, as the bind mount does);
+    None when it has none or it cannot be read or parsed."""
+    from mcslabel.filecontexts import read_xattr_context
+
     try:
-        raw = os.getxattr(path, "security.selinux")
-    except OSError as exc:
-        if exc.errno in (errno.ENODATA, errno.ENOTSUP, errno.ENOENT):
-            return None
-        raise
-    try:
-        return Context.parse(raw.rstrip(b"\0").decode("ascii", "replace"))
+        raw = read_xattr_context(os.path.realpath(path))
+        return None if raw is None else Context.parse(raw)
     except InvalidInput:
         return None
 
@@ -854,7 +854,7 @@ def run(
     """
     from mcslabel import relabel as relabel_mod
 
-    docker_sdk = _sdk()
+    _sdk()  # DockerError now, before anything is allocated, when the SDK is missing
     specs = [v if isinstance(v, Volume) else Volume.parse(v) for v in volumes]
     for v in specs:
         if not v.source.exists():
@@ -872,7 +872,12 @@ def run(
         for i, v in enumerate(specs):
             if not v.relabel:
                 continue
-            journals_at.mkdir(parents=True, exist_ok=True)
+            try:
+                journals_at.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise RelabelError(
+                    f"cannot create the journal directory {journals_at}: {exc.strerror}"
+                ) from exc
             journal = journals_at / f"{run_id}-{i}.journal"
             journals.append(journal)
             result = relabel_mod.relabel(
@@ -911,8 +916,11 @@ def run(
             container.start()
             container.reload()
     except BaseException as exc:
-        _undo(allocator, level, container, journals, owners=(pending,))
-        if isinstance(exc, docker_sdk.errors.DockerException):
+        try:
+            _undo(allocator, level, container, journals, owners=(pending,))
+        except Exception as undo_failed:  # report the cause, not the failed cleanup
+            exc.add_note(f"mcslabel: undoing the partial run failed too: {undo_failed}")
+        if isinstance(exc, _failures()):
             raise DockerError(f"cannot start {_q(image)}: {exc}") from exc
         raise
     return LabeledContainer(container, level, owner, tuple(journals))
@@ -925,19 +933,40 @@ def _undo(
     journals: Sequence[Path],
     owners: Sequence[str],
 ) -> None:
-    from mcslabel import relabel as relabel_mod
-
     if container is not None:
         with contextlib.suppress(Exception):
             container.remove(force=True)
         owners = (*owners, OWNER_PREFIX + container.id)
+    try:
+        _restore_journals(journals, restore=True)
+    finally:
+        # Released even when a restore fails: the container is gone, and a held
+        # level nobody will release is a leak (the journal stays for a retry).
+        for owner in owners:
+            with contextlib.suppress(UnknownAllocation):
+                allocator.release(level, owner=owner)
+
+
+def _restore_journals(journals: Sequence[Path], *, restore: bool) -> None:
+    """Restore (or just drop) each journal, newest first; every one is tried.
+
+    A journal that fails to restore is kept for ``mcslabel restore``;
+    the first failure is raised once all the others were handled.
+    """
+    from mcslabel import relabel as relabel_mod
+
+    first: BaseException | None = None
     for journal in reversed(journals):
-        if journal.exists():
-            relabel_mod.restore(journal)
+        if not journal.exists():
+            continue
+        try:
+            if restore:
+                relabel_mod.restore(journal)
             journal.unlink()
-    for owner in owners:
-        with contextlib.suppress(UnknownAllocation):
-            allocator.release(level, owner=owner)
+        except Exception as exc:
+            first = first or exc
+    if first is not None:
+        raise first
 
 
 def remove(client: Any, container: Any, *, allocator: Allocator, restore: bool = True) -> None:
@@ -946,31 +975,41 @@ def remove(client: Any, container: Any, *, allocator: Allocator, restore: bool =
     ``container`` is a container object, an id or a name. ``restore=False`` keeps
     the volumes' new labels (the journals are then deleted).
     """
-    from mcslabel import relabel as relabel_mod
-
-    docker_sdk = _sdk()
     try:
         obj = client.containers.get(container) if isinstance(container, str) else container
         obj.reload()
-    except docker_sdk.errors.DockerException as exc:
+    except _failures() as exc:
         raise DockerError(f"cannot find container {_q(container)}: {exc}") from exc
     found = container_label(obj.attrs)
     text = found.labels.get(LEVEL_LABEL)
     if text is None:
         raise InvalidInput(f"container {found.short_id} was not started by mcslabel.docker.run")
-    journals = [Path(j) for j in json.loads(found.labels.get(JOURNALS_LABEL) or "[]")]
+    level = Level.parse(text)
+    journals = _journal_paths(found)
     try:
         obj.remove(force=True)
-    except docker_sdk.errors.DockerException as exc:
+    except _failures() as exc:
         raise DockerError(f"cannot remove container {found.short_id}: {exc}") from exc
-    with contextlib.suppress(UnknownAllocation):
-        allocator.release(Level.parse(text), owner=found.owner)
-    for journal in reversed(journals):
-        if not journal.exists():
-            continue
-        if restore:
-            relabel_mod.restore(journal)
-        journal.unlink()
+    # Volumes first: the level is handed out again only once nothing carries it.
+    try:
+        _restore_journals(journals, restore=restore)
+    finally:
+        with contextlib.suppress(UnknownAllocation):
+            allocator.release(level, owner=found.owner)
+
+
+def _journal_paths(found: ContainerLabel) -> list[Path]:
+    text = found.labels.get(JOURNALS_LABEL) or "[]"
+    try:
+        value = json.loads(text)
+    except ValueError:
+        value = None
+    if not isinstance(value, list) or not all(isinstance(j, str) for j in value):
+        raise InvalidInput(
+            f"container {found.short_id}: label {JOURNALS_LABEL} is not a JSON list of paths:"
+            f" {_q(text)}"
+        )
+    return [Path(j) for j in value]
 
 
 def _sdk() -> Any:
@@ -981,6 +1020,17 @@ def _sdk() -> Any:
             "the docker SDK is not installed: pip install 'mcslabel[docker]'"
         ) from exc
     return docker_sdk
+
+
+def _failures() -> tuple[type[BaseException], ...]:
+    """What the SDK raises when the daemon refuses or is unreachable.
+
+    A daemon that dies mid-call surfaces as a ``requests`` error, not a
+    ``DockerException``: both become :class:`~mcslabel.errors.DockerError`.
+    """
+    import requests
+
+    return (_sdk().errors.DockerException, requests.RequestException)
 
 
 __all__ = [

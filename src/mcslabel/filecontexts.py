@@ -79,7 +79,7 @@ def path_context(
     file_contexts lookup always uses ``path`` itself.
     """
     clean = normalize_path(path)
-    inspected = clean if root is None else os.path.join(os.fspath(root), clean.lstrip("/"))
+    inspected = clean if root is None else resolve_under(os.fspath(root), clean)
     mode = 0
     try:
         st = os.lstat(inspected)
@@ -94,6 +94,42 @@ def path_context(
             return PathContext(clean, _parse(raw, f"xattr of {inspected}"), "xattr", inspected)
     context, source = file_contexts_entry(clean, policy_root=policy_root, mode=mode)
     return PathContext(clean, context, source, inspected)
+
+
+#: Most symlinks :func:`resolve_under` follows (the kernel's limit).
+MAX_SYMLINKS = 40
+
+
+def resolve_under(root: str, path: str) -> str:
+    """``path`` as seen inside ``root`` (an image, a chroot): symlinks met on the
+    way, absolute or relative, resolve inside ``root`` as they would in the
+    container, never on this host. The last component is not followed."""
+    parts = [p for p in path.split("/") if p]
+    resolved: list[str] = []
+    links = 0
+    while parts:
+        name = parts.pop(0)
+        if name == ".":
+            continue
+        if name == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, name)
+        if parts and os.path.islink(candidate):
+            links += 1
+            if links > MAX_SYMLINKS:
+                raise InvalidInput(f"too many symlinks resolving {_q(path)} under {root}")
+            try:
+                target = os.readlink(candidate)
+            except OSError as exc:
+                raise InvalidInput(f"cannot read symlink {candidate}: {exc.strerror}") from exc
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p] + parts
+            continue
+        resolved.append(name)
+    return os.path.join(root, *resolved)
 
 
 def read_xattr_context(path: str) -> str | None:

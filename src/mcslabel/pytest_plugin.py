@@ -33,6 +33,7 @@ Options: ``--mcs-store URL`` (also the ``mcs_store`` ini key), ``--mcs-policy-ro
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 from collections.abc import Callable, Iterator
@@ -132,7 +133,10 @@ def mcs_level(request: pytest.FixtureRequest, mcs_allocator: Allocator) -> Itera
     try:
         yield allocation.level
     finally:
-        mcs_allocator.release(allocation.level, owner=owner)
+        from mcslabel.errors import UnknownAllocation
+
+        with contextlib.suppress(UnknownAllocation):  # the test may have released it
+            mcs_allocator.release(allocation.level, owner=owner)
 
 
 @pytest.fixture
@@ -141,6 +145,7 @@ def mcs_volume(request: pytest.FixtureRequest, tmp_path: Path, mcs_level: Level)
 
     The relabel is journaled; the old labels are restored after the test.
     """
+    from mcslabel.errors import RelabelError
     from mcslabel.relabel import relabel, restore
 
     options = _marker_kwargs(request, "mcs_volume")
@@ -148,17 +153,20 @@ def mcs_volume(request: pytest.FixtureRequest, tmp_path: Path, mcs_level: Level)
     volume.mkdir(exist_ok=True)
     journal = tmp_path / "volume.journal"
     shared = bool(options.get("shared", False))
-    relabel(
-        volume,
-        level=None if shared else mcs_level,
-        shared=shared,
-        read_only=bool(options.get("read_only", False)),
-        journal=journal,
-    )
     try:
+        result = relabel(
+            volume,
+            level=None if shared else mcs_level,
+            shared=shared,
+            read_only=bool(options.get("read_only", False)),
+            journal=journal,
+        )
+        if not result.ok:
+            raise RelabelError(f"mcs_volume: {result.failed} entries of {volume} not relabeled")
         yield volume
     finally:
-        restore(journal)
+        if journal.exists():  # absent when relabel refused before writing anything
+            restore(journal)
 
 
 @pytest.fixture(scope="session")

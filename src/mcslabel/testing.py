@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 
+from mcslabel.errors import InvalidInput
 from mcslabel.level import Level
 from mcslabel.policy import Policy, PolicyRoot, load_policy
 from mcslabel.verify import (
@@ -64,11 +65,11 @@ def assert_isolated(
     dom = domain or (contexts.process.type if contexts else None)
     ftype = file_type or (contexts.file.type if contexts else None)
     if dom is None or ftype is None:
-        raise TypeError("give domain= and file_type= when the policy has no lxc_contexts")
+        raise InvalidInput("give domain= and file_type= when the policy has no lxc_contexts")
     # Default: the data-moving permissions MCS must deny across pairs.
     wanted = perms or {k: tuple(sorted(v)) for k, v in MustBlock().cross_pair.items()}
     if a == b:
-        raise ValueError(f"a level is never isolated from itself ({a})")
+        raise InvalidInput(f"a level is never isolated from itself ({a})")
     failures: list[str] = []
     for subject, obj in ((a, b), (b, a)):
         # verify() checks the domain against every held level: hold just the other one.

@@ -411,6 +411,16 @@ def _audit2why_on(path: str, key: tuple[str, int, int]) -> Any:
     return audit2why
 
 
+def _policy_key(policy_file: str | os.PathLike[str]) -> tuple[str, tuple[str, int, int]]:
+    """The resolved path and what identifies its content (path, mtime, size)."""
+    path = str(Path(policy_file).resolve())
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    return path, (path, st.st_mtime_ns, st.st_size)
+
+
 @contextlib.contextmanager
 def decisions(policy_file: str | os.PathLike[str]) -> Iterator[Decider]:
     """Hold libsepol's decision engine on ``policy_file``.
@@ -436,12 +446,7 @@ def decisions(policy_file: str | os.PathLike[str]) -> Iterator[Decider]:
         services_lock,
     )
 
-    path = str(Path(policy_file).resolve())
-    try:
-        st = os.stat(path)
-    except OSError as exc:
-        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from exc
-    key = (path, st.st_mtime_ns, st.st_size)
+    path, key = _policy_key(policy_file)
     with services_lock:
         ServicesPolicy.load(path)
 
@@ -476,12 +481,9 @@ def audit2why_decision(
     """The same decision straight from ``audit2why`` (the reference :func:`decisions` follows)."""
     from mcslabel._sepol import services_lock
 
-    path = str(Path(policy_file).resolve())
-    st = os.stat(path)
+    path, key = _policy_key(policy_file)
     with services_lock:
-        code, extra = _audit2why_on(path, (path, st.st_mtime_ns, st.st_size)).analyze(
-            scon, tcon, tclass, [perm]
-        )
+        code, extra = _audit2why_on(path, key).analyze(scon, tcon, tclass, [perm])
     if code < 0:
         raise PolicyError(f"{_ERRORS.get(code, f'error {code}')} for {scon} -> {tcon} {tclass}")
     reason = _REASONS[code]

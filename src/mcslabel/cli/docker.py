@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 from mcslabel.cli._common import (
@@ -142,11 +144,16 @@ def _client(args: argparse.Namespace) -> Any:
     return connect(args.docker_host)
 
 
-def _allocator(url: str | None, categories: int) -> Any:
+@contextlib.contextmanager
+def _allocator(url: str | None, categories: int) -> Iterator[Any]:
     from mcslabel.allocator import Allocator
     from mcslabel.stores import open_store
 
-    return Allocator(open_store(url), categories=categories)
+    store = open_store(url)
+    try:
+        yield Allocator(store, categories=categories)
+    finally:
+        store.close()  # an etcd store also ends its host lease and threads
 
 
 def _filters(items: list[str]) -> dict[str, list[str]]:
@@ -163,7 +170,8 @@ def _sync(args: argparse.Namespace) -> int:
     from mcslabel.docker import sync
 
     client = _client(args)
-    result = sync(_allocator(args.store, args.categories), client)
+    with _allocator(args.store, args.categories) as allocator:
+        result = sync(allocator, client)
     if args.json:
         print_json(result.to_dict())
     else:
@@ -185,8 +193,11 @@ def _audit(args: argparse.Namespace) -> int:
     filters = _filters(args.filter)
     client = _client(args)
     store_url = args.store or os.environ.get("MCSLABEL_STORE")
-    allocator = _allocator(store_url, args.categories) if store_url else None
-    report = audit(client, allocator, filters=filters)
+    with contextlib.ExitStack() as stack:
+        allocator = (
+            stack.enter_context(_allocator(store_url, args.categories)) if store_url else None
+        )
+        report = audit(client, allocator, filters=filters)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -209,16 +220,18 @@ def _run(args: argparse.Namespace) -> int:
         if not sep or not key:
             raise InvalidInput(f"--label {_q(item)} must be KEY=VALUE")
         labels[key] = value
-    started = run(
-        _client(args),
-        args.image,
-        args.command or None,
-        allocator=_allocator(args.store, args.categories),
-        volumes=volumes,
-        name=args.name,
-        labels=labels,
-        journal_dir=args.journal_dir,
-    )
+    client = _client(args)
+    with _allocator(args.store, args.categories) as allocator:
+        started = run(
+            client,
+            args.image,
+            args.command or None,
+            allocator=allocator,
+            volumes=volumes,
+            name=args.name,
+            labels=labels,
+            journal_dir=args.journal_dir,
+        )
     if args.json:
         print_json(
             {
@@ -236,12 +249,9 @@ def _run(args: argparse.Namespace) -> int:
 def _rm(args: argparse.Namespace) -> int:
     from mcslabel.docker import remove
 
-    remove(
-        _client(args),
-        args.container,
-        allocator=_allocator(args.store, args.categories),
-        restore=not args.keep_labels,
-    )
+    client = _client(args)
+    with _allocator(args.store, args.categories) as allocator:
+        remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
         print_json({"removed": args.container, "restored": not args.keep_labels})
     else:

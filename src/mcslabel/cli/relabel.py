@@ -42,7 +42,9 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="descend into mount points inside PATH (default: stay on PATH's mount)",
     )
-    parser.add_argument("--workers", type=int, default=None, help="writer threads")
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker threads (default 0: fastest here)"
+    )
     parser.add_argument(
         "--refuse",
         metavar="DIR",
