@@ -5,6 +5,19 @@ cd "$(dirname "$0")/.."
 M=.venv/bin/mcslabel
 section() { printf '\n== %s\n' "$*"; }
 
+# One throwaway store and scratch area for the whole demo, removed on exit
+# (with any demo container) whatever happens.
+DEMO_DIR=$(mktemp -d /tmp/mcslabel-demo-XXXXXX)
+DEMO_TAG="io.mcslabel.demo=$$"
+cleanup() {
+  if command -v docker >/dev/null && docker info >/dev/null 2>&1; then
+    for c in $(docker ps -aq --filter "label=$DEMO_TAG"); do docker rm -f "$c" >/dev/null 2>&1 || true; done
+  fi
+  rm -rf "$DEMO_DIR"
+}
+trap cleanup EXIT
+export MCSLABEL_STORE="sqlite://$DEMO_DIR/labels.db"
+
 section "installed policy and its container contexts"
 $M policy
 
@@ -16,24 +29,46 @@ for bad in 's0:c1024' 'SystemLow' 's0:c5.c3'; do
   printf '%-45s -> ' "$bad"; $M check "$bad" 2>&1 || true
 done
 
-section "allocation: a host-wide registry (throwaway SQLite store)"
-ALLOC_DIR=$(mktemp -d)
-export MCSLABEL_STORE="sqlite://$ALLOC_DIR/labels.db"
-lvl=$($M allocate --owner demo:web --ttl 600)
-echo "allocated $lvl"
+section "allocate: a host-wide registry (throwaway SQLite store)"
+LEVEL=$($M allocate --owner demo:web --ttl 600)
+echo "allocated $LEVEL for demo:web (lease 600 s)"
+tmp=$($M allocate --owner demo:tmp)
+echo "allocated $tmp for demo:tmp"
 $M allocate --owner ns:team-a --name team-a >/dev/null
 $M reserve s0:c5 --owner vol:pg --persistent >/dev/null
-printf 'reserve s0:c5,c9 -> '; $M reserve s0:c5,c9 --owner demo:x 2>&1 || true
+printf 'reserve s0:c5,c9 (dominates the held s0:c5) -> '; $M reserve s0:c5,c9 --owner demo:x 2>&1 || true
 $M list
-$M release "$lvl"
-$M list
-unset MCSLABEL_STORE; rm -rf "$ALLOC_DIR"
+$M release "$tmp"
+
+section "relabel: a scratch volume (:Z) to $LEVEL, journaled, then restored"
+RELABEL_DIR="$DEMO_DIR/relabel"; mkdir "$RELABEL_DIR"
+show_labels() {
+  local p l
+  find "$1" | sort | while read -r p; do
+    l=$(getfattr -h --absolute-names -n security.selinux --only-values "$p" 2>/dev/null | tr -d '\0' || true)
+    printf '    %-22s %s\n' "${p#"$RELABEL_DIR"/}" "${l:-<no label>}"
+  done
+}
+mkdir -p "$RELABEL_DIR/vol/sub"
+echo hello > "$RELABEL_DIR/vol/sub/file"
+ln -s /etc/passwd "$RELABEL_DIR/vol/link-to-passwd"
+mkfifo "$RELABEL_DIR/vol/fifo"
+setfattr -h -n security.selinux -v system_u:object_r:user_tmp_t:s0 "$RELABEL_DIR/vol/sub/file"
+echo "before:"; show_labels "$RELABEL_DIR/vol"
+$M relabel "$RELABEL_DIR/vol" --level "$LEVEL" --journal "$RELABEL_DIR/journal"
+echo "after:"; show_labels "$RELABEL_DIR/vol"
+echo "/etc/passwd (the symlink's target) keeps: $(getfattr --absolute-names -n security.selinux --only-values /etc/passwd 2>/dev/null | tr -d '\0' || echo '<no label>')"
+echo "journal:"; sed 's/^/    /' "$RELABEL_DIR/journal"
+echo "again (already right, nothing written):"
+$M relabel "$RELABEL_DIR/vol" --level "$LEVEL"
+$M relabel //usr/ --shared || echo "(refused: exit $?)"
+$M relabel "$RELABEL_DIR/vol/../vol/." --shared --dry-run
+$M restore "$RELABEL_DIR/journal"
+echo "restored:"; show_labels "$RELABEL_DIR/vol"
 
 section "docker: a container at an allocated level with a relabeled volume"
 if bash scripts/dockerd.sh status || bash scripts/dockerd.sh start >/dev/null 2>&1; then
-  DOCKER_DIR=$(mktemp -d)
-  export MCSLABEL_STORE="sqlite://$DOCKER_DIR/labels.db"
-  DEMO_TAG="io.mcslabel.demo=$$"
+  DOCKER_DIR="$DEMO_DIR/docker"; mkdir "$DOCKER_DIR"
   label_of() {
     local l
     l=$(getfattr --absolute-names -n security.selinux --only-values "$1" 2>/dev/null | tr -d '\0' || true)
@@ -59,42 +94,14 @@ if bash scripts/dockerd.sh status || bash scripts/dockerd.sh start >/dev/null 2>
   $M docker rm "$cid"
   echo "volume label restored: $(label_of "$DOCKER_DIR/volume")"
   $M docker sync >/dev/null && $M list
-  unset MCSLABEL_STORE; rm -rf "$DOCKER_DIR"
 else
   echo "SKIPPED: no Docker daemon answers and scripts/dockerd.sh could not start one"
   echo "         (see /run/mcslabel-dockerd/dockerd.log); the docker part of the demo did not run."
 fi
 
-section "verify: can containers reach /var, /root, /home, or each other? (installed policy)"
+section "verify: can a container at $LEVEL reach /var, /root, /home, or the other held pairs? (installed policy)"
 # Paths are looked up under an empty --root so host xattrs cannot change the answer.
 VERIFY_ROOT=$(mktemp -d)
-$M verify --root "$VERIFY_ROOT" --path /var --path /root --path /home --path /home/alice \
+$M verify --level "$LEVEL" --store "$MCSLABEL_STORE" --root "$VERIFY_ROOT" --path /var --path /root --path /home --path /home/alice \
   || echo "(verify exit $?: a must-block access is allowed)"
 rmdir "$VERIFY_ROOT"
-
-section "relabel: a scratch volume (:Z), journaled, then restored"
-RELABEL_DIR=$(mktemp -d /tmp/mcslabel-demo-XXXXXX)
-show_labels() {
-  local p l
-  find "$1" | sort | while read -r p; do
-    l=$(getfattr -h --absolute-names -n security.selinux --only-values "$p" 2>/dev/null | tr -d '\0' || true)
-    printf '    %-22s %s\n' "${p#"$RELABEL_DIR"/}" "${l:-<no label>}"
-  done
-}
-mkdir -p "$RELABEL_DIR/vol/sub"
-echo hello > "$RELABEL_DIR/vol/sub/file"
-ln -s /etc/passwd "$RELABEL_DIR/vol/link-to-passwd"
-mkfifo "$RELABEL_DIR/vol/fifo"
-setfattr -h -n security.selinux -v system_u:object_r:user_tmp_t:s0 "$RELABEL_DIR/vol/sub/file"
-echo "before:"; show_labels "$RELABEL_DIR/vol"
-$M relabel "$RELABEL_DIR/vol" --level s0:c12,c873 --journal "$RELABEL_DIR/journal"
-echo "after:"; show_labels "$RELABEL_DIR/vol"
-echo "/etc/passwd (the symlink's target) keeps: $(getfattr --absolute-names -n security.selinux --only-values /etc/passwd 2>/dev/null | tr -d '\0' || echo '<no label>')"
-echo "journal:"; sed 's/^/    /' "$RELABEL_DIR/journal"
-echo "again (already right, nothing written):"
-$M relabel "$RELABEL_DIR/vol" --level s0:c12,c873
-$M relabel //usr/ --shared || echo "(refused: exit $?)"
-$M relabel "$RELABEL_DIR/vol/../vol/." --shared --dry-run
-$M restore "$RELABEL_DIR/journal"
-echo "restored:"; show_labels "$RELABEL_DIR/vol"
-rm -rf "$RELABEL_DIR"
