@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any
 
 from mcslabel.errors import InvalidInput, MCSLabelError, PolicyError, SELinuxUnavailable
 
@@ -14,6 +15,9 @@ EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_INPUT = 2
 EXIT_FAILED = 3
+
+if TYPE_CHECKING:
+    from mcslabel.allocator import Allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -30,6 +34,32 @@ def add_store_flag(parser: argparse.ArgumentParser) -> None:
         help="label store: sqlite:///path, memory://, etcd://h1:2379,h2:2379/prefix"
         " (default: $MCSLABEL_STORE, else the host's SQLite database)",
     )
+
+
+def add_categories_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--categories",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="the policy's category count (default 1024)",
+    )
+
+
+@contextlib.contextmanager
+def open_allocator(url: str | None, categories: int) -> Iterator[Allocator]:
+    """An allocator over the store at ``url``, closed on exit.
+
+    Closing matters: an etcd store ends its host lease and watch threads.
+    """
+    from mcslabel.allocator import Allocator
+    from mcslabel.stores import open_store
+
+    store = open_store(url)
+    try:
+        yield Allocator(store, categories=categories)
+    finally:
+        store.close()
 
 
 def exit_code_for(exc: MCSLabelError) -> int:

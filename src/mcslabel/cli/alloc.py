@@ -10,14 +10,15 @@ from typing import TYPE_CHECKING
 
 from mcslabel.cli._common import (
     EXIT_OK,
+    add_categories_flag,
     add_json_flag,
     add_store_flag,
+    open_allocator,
     print_json,
     print_table,
 )
 
 if TYPE_CHECKING:
-    from mcslabel.allocator import Allocator
     from mcslabel.stores.base import Allocation
 
 
@@ -32,20 +33,7 @@ def _default_owner() -> str:
 def _add_common(parser: argparse.ArgumentParser) -> None:
     add_store_flag(parser)
     add_json_flag(parser)
-    parser.add_argument(
-        "--categories",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="the policy's category count (default 1024)",
-    )
-
-
-def _allocator(args: argparse.Namespace) -> Allocator:
-    from mcslabel.allocator import Allocator
-    from mcslabel.stores import open_store
-
-    return Allocator(open_store(args.store), categories=args.categories)
+    add_categories_flag(parser)
 
 
 def _when(timestamp: float | None) -> str:
@@ -62,8 +50,7 @@ def _show(record: Allocation | None, args: argparse.Namespace) -> None:
 
 
 def _allocate(args: argparse.Namespace) -> int:
-    allocator = _allocator(args)
-    try:
+    with open_allocator(args.store, args.categories) as allocator:
         record = allocator.allocate(
             args.owner or _default_owner(),
             name=args.name,
@@ -71,15 +58,12 @@ def _allocate(args: argparse.Namespace) -> int:
             ttl=args.ttl,
             persistent=args.persistent,
         )
-    finally:
-        allocator.store.close()
     _show(record, args)
     return EXIT_OK
 
 
 def _reserve(args: argparse.Namespace) -> int:
-    allocator = _allocator(args)
-    try:
+    with open_allocator(args.store, args.categories) as allocator:
         record = allocator.reserve(
             args.level,
             args.owner or _default_owner(),
@@ -87,18 +71,13 @@ def _reserve(args: argparse.Namespace) -> int:
             ttl=args.ttl,
             persistent=args.persistent,
         )
-    finally:
-        allocator.store.close()
     _show(record, args)
     return EXIT_OK
 
 
 def _release(args: argparse.Namespace) -> int:
-    allocator = _allocator(args)
-    try:
+    with open_allocator(args.store, args.categories) as allocator:
         remaining = allocator.release(args.level, args.owner)
-    finally:
-        allocator.store.close()
     if args.json:
         print_json(
             {
@@ -115,11 +94,8 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _renew(args: argparse.Namespace) -> int:
-    allocator = _allocator(args)
-    try:
+    with open_allocator(args.store, args.categories) as allocator:
         record = allocator.renew(args.level, args.ttl)
-    finally:
-        allocator.store.close()
     if args.json:
         print_json(record.to_json())
     else:
@@ -128,11 +104,8 @@ def _renew(args: argparse.Namespace) -> int:
 
 
 def _list(args: argparse.Namespace) -> int:
-    allocator = _allocator(args)
-    try:
+    with open_allocator(args.store, args.categories) as allocator:
         records = list(allocator.owned_by(args.owner) if args.owner else allocator.list())
-    finally:
-        allocator.store.close()
     if args.json:
         print_json([r.to_json() for r in records])
         return EXIT_OK
@@ -147,11 +120,8 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    allocator = _allocator(args)
-    try:
+    with open_allocator(args.store, args.categories) as allocator:
         events = allocator.gc()
-    finally:
-        allocator.store.close()
     if args.json:
         print_json(
             [

@@ -6,30 +6,21 @@ import argparse
 import contextlib
 import os
 import sys
-from collections.abc import Iterator
 from typing import Any
 
 from mcslabel.cli._common import (
     EXIT_CHECK_FAILED,
     EXIT_INPUT,
     EXIT_OK,
+    add_categories_flag,
     add_json_flag,
     add_store_flag,
+    open_allocator,
     print_json,
     print_table,
 )
 from mcslabel.errors import InvalidInput
 from mcslabel.errors import show_input as _q
-
-
-def _add_categories_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--categories",
-        type=int,
-        default=1024,
-        metavar="N",
-        help="the policy's category count, as for `mcslabel allocate` (default 1024)",
-    )
 
 
 def _add_host_flag(parser: argparse.ArgumentParser) -> None:
@@ -65,7 +56,7 @@ def register(subparsers: Any) -> None:
     )
     _add_host_flag(sync)
     add_store_flag(sync)
-    _add_categories_flag(sync)
+    add_categories_flag(sync)
     add_json_flag(sync)
     sync.set_defaults(handler=_sync)
 
@@ -78,7 +69,7 @@ def register(subparsers: Any) -> None:
     )
     _add_host_flag(audit)
     add_store_flag(audit)
-    _add_categories_flag(audit)
+    add_categories_flag(audit)
     audit.add_argument(
         "--filter",
         metavar="KEY=VALUE",
@@ -102,7 +93,7 @@ def _register_run(sub: Any) -> None:
     )
     _add_host_flag(run)
     add_store_flag(run)
-    _add_categories_flag(run)
+    add_categories_flag(run)
     run.add_argument(
         "-v",
         "--volume",
@@ -131,7 +122,7 @@ def _register_run(sub: Any) -> None:
     )
     _add_host_flag(rm)
     add_store_flag(rm)
-    _add_categories_flag(rm)
+    add_categories_flag(rm)
     rm.add_argument("container", metavar="CONTAINER", help="id or name")
     rm.add_argument("--keep-labels", action="store_true", help="do not restore old labels")
     add_json_flag(rm)
@@ -142,18 +133,6 @@ def _client(args: argparse.Namespace) -> Any:
     from mcslabel.docker import connect
 
     return connect(args.docker_host)
-
-
-@contextlib.contextmanager
-def _allocator(url: str | None, categories: int) -> Iterator[Any]:
-    from mcslabel.allocator import Allocator
-    from mcslabel.stores import open_store
-
-    store = open_store(url)
-    try:
-        yield Allocator(store, categories=categories)
-    finally:
-        store.close()  # an etcd store also ends its host lease and threads
 
 
 def _filters(items: list[str]) -> dict[str, list[str]]:
@@ -170,7 +149,7 @@ def _sync(args: argparse.Namespace) -> int:
     from mcslabel.docker import sync
 
     client = _client(args)
-    with _allocator(args.store, args.categories) as allocator:
+    with open_allocator(args.store, args.categories) as allocator:
         result = sync(allocator, client)
     if args.json:
         print_json(result.to_dict())
@@ -195,7 +174,7 @@ def _audit(args: argparse.Namespace) -> int:
     store_url = args.store or os.environ.get("MCSLABEL_STORE")
     with contextlib.ExitStack() as stack:
         allocator = (
-            stack.enter_context(_allocator(store_url, args.categories)) if store_url else None
+            stack.enter_context(open_allocator(store_url, args.categories)) if store_url else None
         )
         report = audit(client, allocator, filters=filters)
     if args.json:
@@ -221,7 +200,7 @@ def _run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"--label {_q(item)} must be KEY=VALUE")
         labels[key] = value
     client = _client(args)
-    with _allocator(args.store, args.categories) as allocator:
+    with open_allocator(args.store, args.categories) as allocator:
         started = run(
             client,
             args.image,
@@ -250,7 +229,7 @@ def _rm(args: argparse.Namespace) -> int:
     from mcslabel.docker import remove
 
     client = _client(args)
-    with _allocator(args.store, args.categories) as allocator:
+    with open_allocator(args.store, args.categories) as allocator:
         remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
         print_json({"removed": args.container, "restored": not args.keep_labels})
