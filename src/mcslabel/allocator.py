@@ -21,6 +21,7 @@ Pairs are numbered ``0 .. C(n,2)-1`` in lexicographic order of ``(a, b)``,
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import hashlib
 import math
@@ -56,6 +57,7 @@ from mcslabel.stores.base import (
     Store,
     check_name,
     check_owner,
+    trusted_pair_level,
 )
 
 #: Levels never handed out by default: ``s0:c1022,c1023`` is the privileged
@@ -63,8 +65,11 @@ from mcslabel.stores.base import (
 DEFAULT_EXCLUDE = ("s0:c1022,c1023",)
 #: Commit attempts per call before giving up under contention.
 MAX_ATTEMPTS = 64
-# Rejection draws tried before the Fenwick descent (see Allocator._draw).
-_REJECTION_DRAWS = 3
+# Rejection draws tried before the Fenwick descent (see Allocator._draw). Only
+# used while at least half the pairs are free, so the expected number of draws
+# stays below 2 however large this is; large makes the descent (which first
+# applies every queued tree change) rare: 2**-16 at worst, ~never at low occupancy.
+_REJECTION_DRAWS = 16
 #: Seconds a random allocation may reuse the last view of the store before
 #: reading the changes first. A stale view cannot cause a duplicate (the
 #: put-if-absent commit refuses, and the allocator then syncs and redraws);
@@ -102,6 +107,15 @@ def pair_at(index: int, categories: int) -> tuple[int, int]:
         a += 1
     start = a * (m - a) // 2
     return a, a + 1 + (index - start)
+
+
+def _checked_time(what: str, value: float) -> float:
+    """``value`` if it is a finite number of seconds, else InvalidInput (a broken clock)."""
+    if type(value) is float and math.isfinite(value):
+        return value  # the common case, checked in two C calls
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidInput(f"{what} must be a finite number of seconds, got {_q(value)}")
+    return value
 
 
 def name_hash_index(name: str, categories: int = DEFAULT_CATEGORIES) -> int:
@@ -196,13 +210,15 @@ class _FreeIndex:
             self._rebuild()  # bounds the queue under long churn at low occupancy
 
     def block(self, index: int) -> None:
-        self._blocks[index] += 1
-        if self._blocks[index] == 1:
+        count = self._blocks[index] + 1
+        self._blocks[index] = count
+        if count == 1:
             self._add(index, -1)
 
     def unblock(self, index: int) -> None:
-        self._blocks[index] -= 1
-        if self._blocks[index] == 0:
+        count = self._blocks[index] - 1
+        self._blocks[index] = count
+        if count == 0:
             self._add(index, 1)
 
     def is_free(self, index: int) -> bool:
@@ -341,6 +357,8 @@ class Allocator:
         self._generation = 0
         self._synced_at = -math.inf
         self.sync_interval = sync_interval
+        # Index of each row's first pair (c_a, c_a+1): pair_at by bisection in C.
+        self._row_starts = [a * (2 * categories - a - 1) // 2 for a in range(categories - 1)]
         self._index = self._fresh_index()
 
     # --- parsing --------------------------------------------------------
@@ -362,9 +380,14 @@ class Allocator:
     def _is_pair(self, level: Level) -> bool:
         return level.sensitivity == 0 and level.is_pair
 
+    def _pair_of(self, index: int) -> tuple[int, int]:
+        """:func:`pair_at` for an index known to be in range (the hot path)."""
+        starts = self._row_starts
+        a = bisect.bisect_right(starts, index) - 1
+        return a, a + 1 + index - starts[a]
+
     def _pair_level(self, index: int) -> Level:
-        a, b = pair_at(index, self.categories)
-        return Level.pair(a, b)
+        return trusted_pair_level(*self._pair_of(index))
 
     def _pair_index_of(self, level: Level) -> int:
         a, b = level.sorted_categories
@@ -461,12 +484,13 @@ class Allocator:
         persistent: bool,
         name: str | None = None,
     ) -> Allocation:
-        now = self.clock()
-        return Allocation(
-            level=level,
-            owners=(owner,),
-            created=now,
-            expires=None if ttl is None else now + ttl,
+        # owner, name, ttl and level were checked at the public API edge.
+        now = _checked_time("created", self.clock())
+        return Allocation.trusted(
+            level,
+            (owner,),
+            now,
+            expires=None if ttl is None else _checked_time("expires", now + ttl),
             name=name,
             shared=shared,
             host=self.host,
@@ -524,8 +548,18 @@ class Allocator:
                     if self._index.free == 0:
                         raise self._exhausted()
                 index = self._draw()
-                record = self._new_record(
-                    self._pair_level(index), owner, shared=shared, ttl=ttl, persistent=persistent
+                a, b = self._pair_of(index)
+                # What _new_record does, with the key formatted once from the ints.
+                now = _checked_time("created", self.clock())
+                record = Allocation.trusted(
+                    trusted_pair_level(a, b),
+                    (owner,),
+                    now,
+                    expires=None if ttl is None else _checked_time("expires", now + ttl),
+                    shared=shared,
+                    host=self.host,
+                    persistent=persistent,
+                    key=f"s0:c{a},c{b}",
                 )
                 outcome = self.store.insert(record, generation=self._generation)
                 if outcome is InsertOutcome.INSERTED:
@@ -542,17 +576,19 @@ class Allocator:
     def _draw(self) -> int:
         """A free pair index, uniform over the free pairs.
 
-        While at least half the pairs are free, a few rejection draws over the
+        While at least half the pairs are free, rejection draws over the
         whole space first (each accepted draw is uniform over the free pairs;
-        O(1)); then the k-th free pair from the Fenwick index (O(log n) at
-        any occupancy).
+        O(1) expected, fewer than 2 draws); after 16 misses, or when most
+        pairs are held, the k-th free pair from the Fenwick index (O(log n)
+        at any occupancy).
         A mixture of uniform draws is uniform, so the split is invisible.
         """
-        index = self._index
-        if index.free * 2 >= self.total_pairs:  # worth it only while most pairs are free
+        index, total = self._index, self.total_pairs
+        if index.free * 2 >= total:  # worth it only while most pairs are free
+            is_free, randbelow = index.is_free, secrets.randbelow
             for _ in range(_REJECTION_DRAWS):
-                candidate = secrets.randbelow(self.total_pairs)
-                if index.is_free(candidate):
+                candidate = randbelow(total)
+                if is_free(candidate):
                     return candidate
         return index.kth_free(secrets.randbelow(index.free))
 

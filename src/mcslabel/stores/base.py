@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import enum
 import math
+import re
+import types
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Protocol, runtime_checkable
 
@@ -53,7 +55,7 @@ import attrs
 
 from mcslabel.errors import InvalidInput
 from mcslabel.errors import show_input as _q
-from mcslabel.level import Level
+from mcslabel.level import DEFAULT_SENSITIVITIES, Level
 
 #: The most owners one allocation may have; bounds record size in any store.
 MAX_OWNERS = 4096
@@ -81,6 +83,59 @@ def check_name(name: str) -> str:
     """Return ``name`` after checking it is a valid deterministic-allocation name."""
     _check_text("allocation name", name)
     return name
+
+
+def trusted_pair_level(a: int, b: int, *, sensitivity: int = 0) -> Level:
+    """``Level.pair(a, b)`` for ints ``0 <= a < b`` the caller has checked; skips validators.
+
+    For hot paths that computed the categories themselves (a drawn pair
+    index, a key matched by a strict pattern). Anything else must go
+    through :meth:`Level.pair` or :meth:`Level.parse`.
+    """
+    level = _new(Level)
+    _set_attr(level, "sensitivity", sensitivity)
+    _set_attr(level, "categories", frozenset((a, b)))
+    return level
+
+
+# A pair level in the canonical text that level_key() writes, within the bounds
+# from_json() checks: the digits grammar of Level.parse, at most 6 digits.
+_PAIR_TEXT = re.compile(r"s(0|[1-9][0-9]{0,5}):c(0|[1-9][0-9]{0,5}),c(0|[1-9][0-9]{0,5})")
+_STORED_CATEGORIES = 1 << 20
+
+
+def _parse_stored_level(text: str) -> Level:
+    """``Level.parse(text, categories=1 << 20)``, with a fast path for canonical pairs.
+
+    Stores hold almost only pairs, and a store's changes are decoded on every
+    allocator sync; anything but a canonical pair (``s0:c1,c2``, ``a < b``)
+    takes the general parser, so errors and results are the same.
+    """
+    match = _PAIR_TEXT.fullmatch(text)
+    if match is not None:
+        sensitivity, a, b = int(match[1]), int(match[2]), int(match[3])
+        if a < b < _STORED_CATEGORIES and sensitivity < DEFAULT_SENSITIVITIES:
+            return trusted_pair_level(a, b, sensitivity=sensitivity)
+    return Level.parse(text, categories=_STORED_CATEGORIES)
+
+
+def level_key(level: Level) -> str:
+    """The store key of ``level``: its canonical text, ``str(level)``.
+
+    Pairs, the common case, are formatted directly instead of through the
+    general run-finding logic of :func:`mcslabel.level.format_categories`.
+    """
+    cats = level.categories
+    if len(cats) == 2:
+        a, b = cats
+        if a > b:
+            a, b = b, a
+        return f"s{level.sensitivity}:c{a},c{b}"
+    return str(level)
+
+
+_new = object.__new__
+_set_attr = object.__setattr__
 
 
 def _to_owners(value: Iterable[str]) -> tuple[str, ...]:
@@ -168,20 +223,61 @@ class Allocation:
     key: str = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        cats = self.level.categories
-        if len(cats) == 2:  # the common case, formatted without the general run logic
-            a, b = sorted(cats)
-            key = f"s{self.level.sensitivity}:c{a},c{b}"
-        else:
-            key = str(self.level)
-        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "key", level_key(self.level))
+
+    @classmethod
+    def trusted(
+        cls,
+        level: Level,
+        owners: tuple[str, ...],
+        created: float,
+        *,
+        expires: float | None = None,
+        name: str | None = None,
+        shared: bool = False,
+        host: str = "",
+        custom: bool = False,
+        persistent: bool = False,
+        revision: int = 0,
+        key: str | None = None,
+    ) -> Allocation:
+        """A record built from values the caller has already validated.
+
+        The allocation hot path: the allocator checks owner, name, ttl and
+        level once at its public API edge, so running the validators again
+        per record would only cost time. ``key`` defaults to
+        :func:`level_key`; a caller that already has it passes it. Anything
+        that comes from outside (a stored record, user input) goes through
+        the validating constructor or :meth:`from_json` instead.
+        """
+        record = _new(cls)
+        _set_level(record, level)
+        _set_owners(record, owners)
+        _set_created(record, created)
+        _set_expires(record, expires)
+        _set_name(record, name)
+        _set_shared(record, shared)
+        _set_host(record, host)
+        _set_custom(record, custom)
+        _set_persistent(record, persistent)
+        _set_revision(record, revision)
+        _set_key(record, level_key(level) if key is None else key)
+        return record
 
     def with_revision(self, revision: int) -> Allocation:
         """This record at store revision ``revision``; skips re-validating the rest."""
-        clone = object.__new__(Allocation)
-        for field in _SLOTS:
-            object.__setattr__(clone, field, getattr(self, field))
-        object.__setattr__(clone, "revision", revision)
+        clone = _new(Allocation)
+        _set_level(clone, self.level)
+        _set_owners(clone, self.owners)
+        _set_created(clone, self.created)
+        _set_expires(clone, self.expires)
+        _set_name(clone, self.name)
+        _set_shared(clone, self.shared)
+        _set_host(clone, self.host)
+        _set_custom(clone, self.custom)
+        _set_persistent(clone, self.persistent)
+        _set_revision(clone, revision)
+        _set_key(clone, self.key)
         return clone
 
     @property
@@ -209,7 +305,7 @@ class Allocation:
     def from_json(cls, data: Mapping[str, object], *, revision: int = 0) -> Allocation:
         """Rebuild a record; raises :class:`~mcslabel.errors.InvalidInput` on a bad one."""
         try:
-            level = Level.parse(str(data["level"]), categories=1 << 20)
+            level = _parse_stored_level(str(data["level"]))
             owners = data["owners"]
             if not isinstance(owners, list):
                 raise InvalidInput("owners is not a list")
@@ -241,6 +337,50 @@ class Allocation:
 
 
 _SLOTS = tuple(f.name for f in attrs.fields(Allocation))
+
+
+def _slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
+    """A fast setter for ``field`` that bypasses the frozen class's ``__setattr__``.
+
+    The slot's own descriptor (attrs classes are slotted) skips the generic
+    attribute lookup of ``object.__setattr__``; both write the same slot.
+    """
+    descriptor = cls.__dict__.get(field)
+    if isinstance(descriptor, types.MemberDescriptorType):
+        return descriptor.__set__
+
+    def setter(instance: object, value: object) -> None:
+        object.__setattr__(instance, field, value)
+
+    return setter
+
+
+# trusted() and with_revision() write every field by hand: fail loudly if a field is added.
+if _SLOTS != (
+    "level",
+    "owners",
+    "created",
+    "expires",
+    "name",
+    "shared",
+    "host",
+    "custom",
+    "persistent",
+    "revision",
+    "key",
+):  # pragma: no cover
+    raise TypeError("Allocation fields changed: update trusted() and with_revision()")
+_set_level = _slot_setter(Allocation, "level")
+_set_owners = _slot_setter(Allocation, "owners")
+_set_created = _slot_setter(Allocation, "created")
+_set_expires = _slot_setter(Allocation, "expires")
+_set_name = _slot_setter(Allocation, "name")
+_set_shared = _slot_setter(Allocation, "shared")
+_set_host = _slot_setter(Allocation, "host")
+_set_custom = _slot_setter(Allocation, "custom")
+_set_persistent = _slot_setter(Allocation, "persistent")
+_set_revision = _slot_setter(Allocation, "revision")
+_set_key = _slot_setter(Allocation, "key")
 
 
 @attrs.frozen

@@ -13,6 +13,7 @@ from mcslabel.stores.base import (
     CustomCheck,
     InsertOutcome,
     Snapshot,
+    level_key,
 )
 
 
@@ -56,7 +57,7 @@ class MemoryStore:
 
     def get(self, level: Level) -> Allocation | None:
         with self._lock:
-            return self._records.get(str(level))
+            return self._records.get(level_key(level))
 
     def _put_new(self, allocation: Allocation) -> InsertOutcome:
         key = allocation.key
@@ -74,11 +75,16 @@ class MemoryStore:
             key = allocation.key
             if key in self._records:
                 return InsertOutcome.KEY_HELD
-            if allocation.name is not None and allocation.name in self._names:
+            name = allocation.name
+            if name is not None and name in self._names:
                 return InsertOutcome.NAME_HELD
             if generation != self._generation:
                 return InsertOutcome.GENERATION_MOVED
-            return self._put_new(allocation)
+            # What _put_new does, without repeating the checks above.
+            self._records[key] = allocation.with_revision(self._bump(key))
+            if name is not None:
+                self._names[name] = key
+            return InsertOutcome.INSERTED
 
     def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertOutcome:
         with self._lock:

@@ -28,6 +28,7 @@ from mcslabel.stores.base import (
     CustomCheck,
     InsertOutcome,
     Snapshot,
+    level_key,
 )
 
 #: Schema version this code writes; a newer file is refused, never downgraded.
@@ -284,7 +285,7 @@ class SQLiteStore:
         return Changes(revision, generation, changed)
 
     def get(self, level: Level) -> Allocation | None:
-        key = str(level)
+        key = level_key(level)
         with self._transaction("DEFERRED", f"reading {key}") as conn:
             row = conn.execute(
                 "SELECT key, record, rev FROM allocations WHERE key = ?", (key,)
