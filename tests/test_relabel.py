@@ -81,7 +81,10 @@ def volume(tmp_path: Path, outside: Path) -> Path:
     return v
 
 
-def test_private_level_labels_every_kind_of_entry(volume: Path, outside: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_private_level_labels_every_kind_of_entry(
+    volume: Path, outside: Path, workers: int
+) -> None:
     before = snapshot(volume)
     # atime older than mtime: with relatime, any read of the content would bump it.
     for p in entries(volume):
@@ -90,7 +93,7 @@ def test_private_level_labels_every_kind_of_entry(volume: Path, outside: Path) -
             os.utime(p, ns=(st.st_mtime_ns - 10**9, st.st_mtime_ns))
     files = [p for p in entries(volume) if stat.S_ISREG(p.lstat().st_mode)]
     atimes = {p: p.lstat().st_atime_ns for p in files}
-    result = relabel(volume, level="s0:c2,c1")
+    result = relabel(volume, level="s0:c2,c1", workers=workers)
     assert result.ok
     assert result.failed == 0
     assert str(result.context) == "system_u:object_r:container_file_t:s0:c1,c2"
@@ -164,12 +167,13 @@ def test_bad_label_requests_raise_before_touching_anything(
     assert snapshot(volume) == before
 
 
-def test_second_relabel_writes_nothing(volume: Path) -> None:
-    relabel(volume, level="s0:c1,c2")
+@pytest.mark.parametrize("workers", [0, 2])
+def test_second_relabel_writes_nothing(volume: Path, workers: int) -> None:
+    relabel(volume, level="s0:c1,c2", workers=workers)
     # one file stored without the trailing NUL is right too
     os.setxattr(volume / "a" / "file", XATTR, PRIVATE[:-1])
     ctimes = {p: p.lstat().st_ctime_ns for p in entries(volume)}
-    result = relabel(volume, level="s0:c1,c2")
+    result = relabel(volume, level="s0:c1,c2", workers=workers)
     assert result.ok
     assert result.changed == 0
     assert result.unchanged == 12
@@ -188,13 +192,14 @@ def test_dry_run_writes_nothing(volume: Path, tmp_path: Path) -> None:
     assert not journal.exists()
 
 
-def test_hard_links_are_labeled_and_journaled_once(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_hard_links_are_labeled_and_journaled_once(tmp_path: Path, workers: int) -> None:
     v = tmp_path / "links"
     v.mkdir()
     (v / "one").write_text("x")
     for i in range(5):
         os.link(v / "one", v / f"link{i}")
-    result = relabel(v, level="s0:c1,c2", journal=tmp_path / "j")
+    result = relabel(v, level="s0:c1,c2", journal=tmp_path / "j", workers=workers)
     assert result.changed == 2  # the inode and the root
     assert result.unchanged == 5
     _, finished, records = read_journal(tmp_path / "j")
@@ -202,12 +207,15 @@ def test_hard_links_are_labeled_and_journaled_once(tmp_path: Path) -> None:
     assert len(list(records)) == 2
 
 
+@pytest.mark.parametrize("workers", [0, 2])
 def test_top_directory_is_labeled_last_and_only_when_all_succeeded(
-    volume: Path, tmp_path: Path
+    volume: Path,
+    tmp_path: Path,
+    workers: int,
 ) -> None:
     subprocess.run(["chattr", "+i", str(volume / "a" / "b" / "deep")], check=True)
     try:
-        result = relabel(volume, level="s0:c1,c2")
+        result = relabel(volume, level="s0:c1,c2", workers=workers)
     finally:
         subprocess.run(["chattr", "-i", str(volume / "a" / "b" / "deep")], check=True)
     assert not result.ok
@@ -217,7 +225,7 @@ def test_top_directory_is_labeled_last_and_only_when_all_succeeded(
     assert result.error_counts == {os.strerror(1): 1}
     assert label(volume) == OLD  # the top keeps its old label: the tree is not done
     assert label(volume / "a" / "file") == PRIVATE
-    done = relabel(volume, level="s0:c1,c2", journal=tmp_path / "j")
+    done = relabel(volume, level="s0:c1,c2", journal=tmp_path / "j", workers=workers)
     assert done.ok
     assert label(volume) == PRIVATE
     _, _, records = read_journal(tmp_path / "j")
@@ -258,14 +266,15 @@ def test_single_file_volume(tmp_path: Path) -> None:
     assert label(f) is None
 
 
-def test_deep_tree(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_deep_tree(tmp_path: Path, workers: int) -> None:
     v = tmp_path / "deep"
     p = v
     for i in range(200):
         p = p / f"level{i}"
     p.mkdir(parents=True)
     (p / "leaf").touch()
-    result = relabel(v, level="s0:c1,c2")
+    result = relabel(v, level="s0:c1,c2", workers=workers)
     assert result.ok
     assert result.changed == 202
     assert label(p / "leaf") == PRIVATE
@@ -277,25 +286,27 @@ def _mount(fstype: str, where: Path) -> bool:
     return done.returncode == 0
 
 
-def test_mount_points_inside_are_not_crossed(volume: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_mount_points_inside_are_not_crossed(volume: Path, workers: int) -> None:
     inner = volume / "mnt"
     if not _mount("tmpfs", inner):
         pytest.skip("cannot mount tmpfs here")
     try:
         (inner / "on-tmpfs").write_text("x")
-        result = relabel(volume, level="s0:c1,c2")
+        result = relabel(volume, level="s0:c1,c2", workers=workers)
         assert result.ok
         assert result.skipped_mounts == 1
         assert label(inner / "on-tmpfs") is None
         assert label(volume / "a" / "file") == PRIVATE
-        crossing = relabel(volume, level="s0:c1,c2", one_file_system=False)
+        crossing = relabel(volume, level="s0:c1,c2", one_file_system=False, workers=workers)
         assert crossing.ok
         assert label(inner / "on-tmpfs") == PRIVATE
     finally:
         subprocess.run(["umount", str(inner)], check=True)
 
 
-def test_file_systems_without_xattrs_fail_per_file(volume: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_file_systems_without_xattrs_fail_per_file(volume: Path, workers: int) -> None:
     inner = volume / "ram"
     if not _mount("ramfs", inner):
         pytest.skip("cannot mount ramfs here")
@@ -306,7 +317,7 @@ def test_file_systems_without_xattrs_fail_per_file(volume: Path) -> None:
         )
         if probe.returncode == 0:
             pytest.skip("ramfs stores security xattrs on this kernel")
-        result = relabel(volume, level="s0:c1,c2", one_file_system=False)
+        result = relabel(volume, level="s0:c1,c2", one_file_system=False, workers=workers)
         assert result.failed >= 1
         assert not result.complete
         assert label(volume) == OLD
@@ -314,7 +325,10 @@ def test_file_systems_without_xattrs_fail_per_file(volume: Path) -> None:
         subprocess.run(["umount", str(inner)], check=True)
 
 
-def test_crossing_mounts_never_enters_a_bind_mount_of_a_refused_path(volume: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 2])
+def test_crossing_mounts_never_enters_a_bind_mount_of_a_refused_path(
+    volume: Path, workers: int
+) -> None:
     inner = volume / "etc-inside"
     inner.mkdir()
     done = subprocess.run(["mount", "--bind", "/etc", str(inner)], capture_output=True)
@@ -322,13 +336,13 @@ def test_crossing_mounts_never_enters_a_bind_mount_of_a_refused_path(volume: Pat
         pytest.skip("cannot bind-mount here")
     try:
         before = label(Path("/etc/hostname"))
-        result = relabel(volume, level="s0:c1,c2", one_file_system=False)
+        result = relabel(volume, level="s0:c1,c2", one_file_system=False, workers=workers)
         assert result.failed == 1
         assert result.errors[0].path == "etc-inside"
         assert "system directory /etc" in result.errors[0].message
         assert label(Path("/etc/hostname")) == before
         assert label(Path("/etc")) is None or label(Path("/etc")) != PRIVATE
-        default = relabel(volume, level="s0:c1,c2")
+        default = relabel(volume, level="s0:c1,c2", workers=workers)
         assert default.skipped_mounts == 1  # same file system, still a mount point
         assert default.ok
     finally:

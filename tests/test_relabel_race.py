@@ -93,7 +93,7 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 2, 3])
 def test_kill_9_mid_relabel_then_restore_returns_every_old_label(
     tmp_path: Path, workers: int
 ) -> None:
@@ -104,7 +104,9 @@ def test_kill_9_mid_relabel_then_restore_returns_every_old_label(
         b"unconfined_u:object_r:user_home_t:s0",  # no trailing NUL: restored exactly
         b"system_u:object_r:container_file_t:s0:c9,c10\0",
     ]
-    for d in range(30):
+    # Worker processes do not wait for the slow progress callback: give them
+    # a tree big enough that the kill still lands mid-relabel.
+    for d in range(30 if workers == 0 else 200):
         (vol / f"d{d:02d}").mkdir(parents=True)
         for f in range(100):
             p = vol / f"d{d:02d}" / f"f{f:03d}"

@@ -30,6 +30,7 @@ from mcslabel.errors import (
     SpaceExhausted,
     StoreCorrupt,
     StoreError,
+    StoreOutcomeUnknown,
     StoreUnavailable,
 )
 from mcslabel.level import Level
@@ -163,6 +164,26 @@ def test_insert_outcomes_and_precedence(store: EtcdStore) -> None:
     assert store.get(Level.pair(1, 3)) is None
     held = store.get(Level.pair(1, 2))
     assert held is not None and held.name == "n" and held.revision > 0
+
+
+def test_unconfirmed_insert_is_withdrawn_only_if_it_is_ours(store: EtcdStore) -> None:
+    # The late commit of a timed-out insert cannot be forced on cue, so this drives the
+    # withdrawal directly: the store remembers what it sent (as after StoreOutcomeUnknown)
+    # and its next successful call deletes that record, and only that exact record.
+    gen = store.snapshot().generation
+    ours, theirs = record(1, 2, name="late"), record(3, 4, owner="other-host")
+    sent = store._value(ours)  # each write carries a unique id: keep the one sent
+    assert store._insert(ours, sent, gen) is InsertOutcome.INSERTED
+    assert store.insert(theirs, generation=gen) is InsertOutcome.INSERTED
+    store._unconfirmed.append((ours, sent))
+    # A level someone else holds is never withdrawn: the value sent differs.
+    store._unconfirmed.append((theirs, store._value(record(3, 4, owner="me"))))
+    held = {str(a.level): a.owners for a in store.snapshot().allocations}
+    assert held == {"s0:c3,c4": ("other-host",)}
+    assert store.get(Level.pair(1, 2)) is None
+    assert not store._unconfirmed
+    # the name is free again too
+    assert store.insert(record(5, 6, name="late"), generation=gen) is InsertOutcome.INSERTED
 
 
 def test_changes_report_puts_and_deletes(store: EtcdStore) -> None:
@@ -395,8 +416,11 @@ def test_whole_cluster_down_is_store_unavailable_quickly(private_etcd_cluster: E
     cluster.kill_member(0)
     cluster.kill_member(1)
     started = time.monotonic()
-    with pytest.raises(StoreUnavailable, match="no etcd member answered"):
+    # The surviving member took the proposal: it may commit once quorum returns, so the
+    # error says the outcome is unknown (a StoreUnavailable all the same).
+    with pytest.raises(StoreOutcomeUnknown, match="no etcd member answered") as unknown:
         allocator.allocate("no-quorum")
+    assert "may still be committed" in str(unknown.value)
     assert time.monotonic() - started < 4.0
     # every member gone: connection refused everywhere, same clear error, no local fallback
     cluster.kill_member(2)
@@ -406,7 +430,8 @@ def test_whole_cluster_down_is_store_unavailable_quickly(private_etcd_cluster: E
     with pytest.raises(StoreUnavailable, match="connection refused"):
         store.snapshot()
     assert time.monotonic() - started < 3.0, "refused everywhere must not wait for the timeout"
-    # back up: the same store works again and nothing was allocated meanwhile
+    # back up: the same store works again, and the allocation it reported as failed is
+    # withdrawn (on the first successful call) if etcd committed it after all: nothing leaks.
     for member in range(3):
         cluster.start_member(member)
     deadline = time.monotonic() + 30
@@ -416,7 +441,12 @@ def test_whole_cluster_down_is_store_unavailable_quickly(private_etcd_cluster: E
             break
         except StoreUnavailable:
             assert time.monotonic() < deadline
+            time.sleep(0.2)
     assert [a.owners for a in held] == [("ok",)]
+    # A second client that never saw the failure agrees.
+    other = EtcdStore.from_url(cluster.url("down"))
+    assert [a.owners for a in other.snapshot().allocations] == [("ok",)]
+    other.close()
     store.close()
 
 

@@ -87,6 +87,16 @@ class StoreUnavailable(StoreError):
     """No member of the store's backend answered."""
 
 
+class StoreOutcomeUnknown(StoreUnavailable):
+    """A write was sent but no member confirmed it: it may still take effect.
+
+    A distributed store (etcd) can commit a timed-out proposal once quorum
+    returns. The store that raised this withdraws such a write on its next
+    successful call, so a caller that was told "failed" is not left holding
+    a level it never got.
+    """
+
+
 class StoreCorrupt(StoreError):
     """The store's data is damaged; nothing was overwritten or reset."""
 

@@ -22,15 +22,30 @@ Durability: records are appended in batches and ``fdatasync``\\ ed; a label is
 changed only after the batch holding its record is on disk (group commit:
 one sync covers every batch written so far), so after ``kill -9`` or a power
 cut every changed label has its record.
+
+Segments: a relabel with worker processes gives each worker its own file,
+``PATH.1`` ... ``PATH.N`` beside ``PATH``, in the same format with
+``"segment": n`` in the header; ``PATH``'s header lists them
+(``"segments": ["PATH.1", ...]``, names in the same directory) and ``PATH``
+holds the root's record and the end line. The segments are created and
+synced before ``PATH``, so a journal never names a segment that is missing.
+:func:`read_journal` streams the segments' records, then ``PATH``'s.
+
+Locking: the relabel holds ``flock(LOCK_EX)`` on ``PATH`` (its workers
+inherit it) until the last of them exits; :func:`wait_unlocked` lets
+``restore`` wait for that, so no label changes behind a restore's back.
 """
 
 from __future__ import annotations
 
+import fcntl
 import functools
+import itertools
 import json
 import os
 import re
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -95,7 +110,14 @@ class JournalHeader:
 class JournalWriter:
     """Appends records; :meth:`sync_through` makes them durable (group commit)."""
 
-    def __init__(self, path: str | os.PathLike[str], header: JournalHeader) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        header: JournalHeader,
+        *,
+        lock: bool = True,
+        sync_dir: bool = True,
+    ) -> None:
         self.path = Path(path)
         try:
             self._fd = os.open(
@@ -117,14 +139,36 @@ class JournalWriter:
             "started": header.started,
             **header.extra,
         }
+        if lock:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         self._write(f"{MAGIC}\n{json.dumps(meta, sort_keys=True)}\n")
         os.fsync(self._fd)
-        # The journal's own directory entry must survive a crash too.
-        dirfd = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        if sync_dir:
+            _sync_dir(self.path.parent)
+
+    @classmethod
+    def with_segments(
+        cls, path: str | os.PathLike[str], header: JournalHeader, count: int
+    ) -> tuple[JournalWriter, list[JournalWriter]]:
+        """The main journal and ``count`` segments (``PATH.1`` ...), all durable."""
+        base = Path(path)
+        names = [f"{base.name}.{n}" for n in range(1, count + 1)]
+        segments: list[JournalWriter] = []
         try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+            for n, name in enumerate(names, 1):
+                seg_header = attrs.evolve(header, extra={**header.extra, "segment": n})
+                segments.append(cls(base.parent / name, seg_header, lock=False, sync_dir=False))
+            _sync_dir(base.parent)  # every segment exists before the journal names it
+            main = cls(base, attrs.evolve(header, extra={**header.extra, "segments": names}))
+        except BaseException:
+            for seg in segments:
+                seg.close()
+                seg.path.unlink(missing_ok=True)
+            raise
+        return main, segments
+
+    def fileno(self) -> int:
+        return self._fd
 
     def _write(self, text: str) -> None:
         data = text.encode("ascii")
@@ -161,20 +205,92 @@ class JournalWriter:
             self._fd = -1
 
 
+def _sync_dir(path: Path) -> None:
+    # A new file's directory entry must survive a crash too.
+    dirfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(dirfd)
+    finally:
+        os.close(dirfd)
+
+
+def wait_unlocked(path: str | os.PathLike[str], timeout: float = 10.0) -> int:
+    """Wait until no relabel (or worker of one) writes the journal; returns a
+    locked fd of it for the caller to close. Raises :class:`JournalError`
+    when it stays locked for ``timeout`` seconds."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {path}: {exc.strerror}") from exc
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise JournalError(
+                    f"journal {path} is still being written by a running relabel"
+                ) from None
+            time.sleep(0.02)
+
+
 def read_journal(
     path: str | os.PathLike[str],
 ) -> tuple[JournalHeader, bool, Iterator[JournalRecord]]:
-    """Validate the whole journal, then stream its records.
+    """Validate the whole journal (segments included), then stream its records.
 
     Returns the header, whether the relabel finished (the end line is
-    present) and an iterator over the records. A torn last line (no
-    newline: the write was never synced, so its label never changed) is
-    ignored; any other malformed line raises :class:`JournalError` before a
-    single record is returned.
+    present) and an iterator over the records, the segments' first. A torn
+    last line (no newline: the write was never synced, so its label never
+    changed) is ignored; any other malformed line, or a segment that is
+    missing or belongs to another relabel, raises :class:`JournalError`
+    before a single record is returned.
     """
     p = Path(path)
     header, finished = _validate(p)
-    return header, finished, _records(p)
+    parts = [*_segments(p, header), p]
+    return header, finished, itertools.chain.from_iterable(_records(q) for q in parts)
+
+
+def journal_files(path: str | os.PathLike[str]) -> list[Path]:
+    """The journal's files: its segments (named in its header), then itself."""
+    p = Path(path)
+    header, _ = _validate(p)
+    names = header.extra.get("segments", [])
+    if not isinstance(names, list):
+        raise JournalError(f"{p}: damaged segment list {_q(str(names))}")
+    return [p.parent / n for n in names if isinstance(n, str) and "/" not in n] + [p]
+
+
+def remove_journal(path: str | os.PathLike[str]) -> None:
+    """Delete a journal and its segments (after a restore, or when it is not needed)."""
+    for f in journal_files(path):
+        f.unlink(missing_ok=True)
+
+
+def _segments(path: Path, header: JournalHeader) -> list[Path]:
+    names = header.extra.get("segments", [])
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise JournalError(f"{path}: damaged segment list {_q(str(names))}")
+    found = []
+    for n, name in enumerate(names, 1):
+        if "/" in name or name in ("", ".", ".."):
+            raise JournalError(f"{path}: segment name {_q(name)} is not a plain file name")
+        seg = path.parent / name
+        if not seg.exists():
+            raise JournalError(f"{path}: segment {seg} is missing")
+        seg_header, _ = _validate(seg)
+        if (
+            seg_header.extra.get("segment") != n
+            or (seg_header.root, seg_header.dev, seg_header.ino, seg_header.target)
+            != (header.root, header.dev, header.ino, header.target)
+            or seg_header.started != header.started
+        ):
+            raise JournalError(f"{seg} is not segment {n} of {path}")
+        found.append(seg)
+    return found
 
 
 def _open(path: Path) -> Any:
@@ -241,7 +357,10 @@ __all__ = [
     "JournalWriter",
     "escape",
     "format_record",
+    "journal_files",
     "label_field",
     "read_journal",
+    "remove_journal",
     "unescape",
+    "wait_unlocked",
 ]

@@ -22,6 +22,7 @@ relabel, even after ``kill -9``.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import stat
@@ -30,7 +31,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -38,7 +38,7 @@ from typing import Any
 
 import attrs
 
-from mcslabel import _xattrat
+from mcslabel import _relabel_procs, _xattrat
 from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, JournalError, RelabelError
 from mcslabel.errors import show_input as _q
@@ -49,6 +49,7 @@ from mcslabel.journal import (
     format_record,
     label_field,
     read_journal,
+    wait_unlocked,
 )
 from mcslabel.level import Level
 from mcslabel.paths import RefusedPaths, check_relabel_allowed
@@ -244,9 +245,9 @@ _Item = tuple[_Dir, bytes | None, int]  # dir, entry name (None: the dir itself)
 
 
 class _Walk:
-    """The walker (calling thread) lists directories and cuts chunks of entries;
-    workers check, journal and write each chunk, back to back per chunk so the
-    inodes are still hot in the CPU caches when their label is written."""
+    """The serial walk (calling thread): lists directories and cuts chunks of
+    entries, then checks, journals and writes each chunk (dry runs, small
+    trees, ``workers=0``; the parallel walk is :mod:`mcslabel._relabel_procs`)."""
 
     def __init__(
         self,
@@ -259,7 +260,6 @@ class _Walk:
         one_file_system: bool,
         mount_points: dict[bytes, bytes],
         refused: RefusedPaths,
-        workers: int,
         progress: ProgressCallback | None,
         use_xattrat: bool | None,
     ) -> None:
@@ -290,10 +290,6 @@ class _Walk:
         self.skipped_mounts = 0
         self.errors: list[FileError] = []
         self.error_counts: Counter[str] = Counter()
-        self.pool = ThreadPoolExecutor(workers, "mcslabel-relabel") if workers > 0 else None
-        self.slots = threading.BoundedSemaphore(max(1, workers * 2))
-        self.futures: list[Future[None]] = []
-        self.writing = not dry_run  # hand chunks to the workers (see work())
         self.next_progress = 0.0
 
     def io(self) -> _xattrat.LabelIO:
@@ -340,17 +336,11 @@ class _Walk:
     def run(self) -> bool:
         """Walk everything under the root; True when the root may be labeled."""
         root = _Dir(self.root_fd, b"")
-        try:
-            self.list_dir(root, None)
-            while self.stack:
-                parent, name = self.stack.pop()
-                self.enter(parent, name)
-            self.submit()
-        finally:
-            if self.pool is not None:
-                self.pool.shutdown(wait=True)
-            for f in self.futures:
-                f.result()  # re-raise a bug in a worker
+        self.list_dir(root, None)
+        while self.stack:
+            parent, name = self.stack.pop()
+            self.enter(parent, name)
+        self.submit()
         return self.failed == 0
 
     def enter(self, parent: _Dir, name: bytes) -> None:
@@ -432,33 +422,21 @@ class _Walk:
         if not chunk and not dirs:
             return
         self.chunk, self.chunk_dirs = [], []
-        if self.pool is None or not self.writing:
-            self.work(chunk, dirs, pooled=False)
-            return
-        self.slots.acquire()
-        self.futures = [f for f in self.futures if not f.done() or f.exception() is not None]
-        self.futures.append(self.pool.submit(self.work, chunk, dirs, pooled=True))
+        self.work(chunk, dirs)
 
-    # -- checking, journaling, writing (workers) ------------------------------
+    # -- checking, journaling, writing ----------------------------------------
 
-    def work(self, chunk: list[_Item], dirs: list[_Dir], *, pooled: bool) -> None:
+    def work(self, chunk: list[_Item], dirs: list[_Dir]) -> None:
         try:
             if self.journal is None and not self.dry_run and not self.mount_points:
-                changed = self.check_and_write(chunk)
+                self.check_and_write(chunk)
             else:
                 changes = self.check(chunk)
-                changed = len(changes)
                 if changes and not self.dry_run:
                     self.write(changes)
-            # Threads pay when labels are written (~8 us in the kernel with the
-            # GIL released); a chunk that is (nearly) all right already is
-            # faster read in the calling thread, so the next one stays there.
-            self.writing = changed * 8 > len(chunk)
         finally:
             for d in dirs:
                 self.release(d)
-            if pooled:
-                self.slots.release()
 
     def check(self, chunk: list[_Item]) -> list[tuple[_Dir, bytes | None, int, bytes | None]]:
         get = self.io().get
@@ -614,14 +592,47 @@ def _unoctal(raw: bytes) -> bytes:
     return bytes(out)
 
 
-def _default_workers() -> int:
-    # Measured on the 2-core host (benchmarks/bench_relabel.py, idle machine):
-    # 0 workers 1.63-1.82 s, 1 worker 2.02-2.04 s, 2 workers 2.58-2.81 s and
-    # twice the CPU for a first relabel of 100k files. Every label read or
-    # write hands the GIL over and those hand-offs (futex wake-ups, context
-    # switches) cost more than the 2-8 us syscalls they overlap. Threads do
-    # not pay here, so the default is none.
-    return 0
+# Below this many entries the walk stays in the calling process: forking and
+# every worker listing the tree again cost more than they save.
+PARALLEL_MIN_ENTRIES = 4096
+MAX_DEFAULT_WORKERS = 4
+
+
+def _default_workers(root_fd: int) -> int:
+    """Worker processes for a relabel: one per usable core (at most
+    :data:`MAX_DEFAULT_WORKERS`) for a tree of at least
+    :data:`PARALLEL_MIN_ENTRIES` entries, else none (measured in
+    benchmarks/bench_relabel.py; threads never paid, see docs/performance.md)."""
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2 or _count_entries(root_fd, PARALLEL_MIN_ENTRIES) < PARALLEL_MIN_ENTRIES:
+        return 0
+    return min(cores, MAX_DEFAULT_WORKERS)
+
+
+def _count_entries(root_fd: int, limit: int) -> int:
+    """Entries under ``root_fd``, counted up to ``limit`` (names only: cheap)."""
+    seen = 0
+    stack = [os.open(".", _O_DIR, dir_fd=root_fd)]
+    try:
+        while stack and seen < limit:
+            fd = stack.pop()
+            try:
+                with os.scandir(fd) as it:
+                    for entry in it:
+                        seen += 1
+                        if seen >= limit:
+                            break
+                        if entry.is_dir(follow_symlinks=False):
+                            with contextlib.suppress(OSError):
+                                stack.append(os.open(entry.name, _O_DIR, dir_fd=fd))
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+    finally:
+        for fd in stack:
+            os.close(fd)
+    return seen
 
 
 def relabel(
@@ -650,9 +661,12 @@ def relabel(
 
     ``journal`` names a new file (never overwritten) that records every
     old label before it changes; pass it to :func:`restore` to undo.
-    ``workers`` is the number of worker threads beside the walking thread
-    (default 0: everything in the calling thread, which measured fastest;
-    threads may pay where syscalls are slow, e.g. network file systems);
+    ``workers`` is the number of worker *processes* (forked; each walks the
+    whole tree and labels the inodes it owns, see
+    :mod:`mcslabel._relabel_procs`); 0 keeps everything in the calling
+    thread. The default is one per usable core (at most
+    :data:`MAX_DEFAULT_WORKERS`) for trees of at least
+    :data:`PARALLEL_MIN_ENTRIES` entries and 0 for smaller ones and dry runs.
     ``progress`` is called in the calling thread about ten times a second.
     ``refuse`` adds paths to the refused list. ``use_xattrat=False``
     forces the procfs fallback (tests).
@@ -679,15 +693,14 @@ def relabel(
     if journal is not None and Path(os.path.realpath(journal)).is_relative_to(root):
         # Inside the volume the container could rewrite its own undo record.
         raise InvalidInput(f"journal {_q(os.fspath(journal))} must not be inside {root}")
-    if workers is None:
-        workers = _default_workers()
-    if workers < 0:
+    if workers is not None and workers < 0:
         raise InvalidInput(f"workers must be >= 0, got {workers}")
     try:
         root_fd = os.open(root, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError as exc:
         raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
     writer: JournalWriter | None = None
+    segments: list[JournalWriter] = []
     try:
         st = os.fstat(root_fd)
         if stat.S_ISDIR(st.st_mode):
@@ -698,17 +711,23 @@ def relabel(
                 raise RelabelError(f"{root} was replaced while opening it")
         # The fd, not the name, is what gets labeled: check what it really is.
         check_relabel_allowed(os.readlink(f"/proc/self/fd/{root_fd}"), refuse=refuse)
+        is_dir = stat.S_ISDIR(st.st_mode)
+        if not is_dir or dry_run:
+            workers = 0
+        elif workers is None:
+            workers = _default_workers(root_fd)
         if journal is not None and not dry_run:
-            writer = JournalWriter(
-                journal,
-                JournalHeader(
-                    root=str(root),
-                    dev=st.st_dev,
-                    ino=st.st_ino,
-                    target=str(ctx),
-                    started=datetime.now(UTC).isoformat(timespec="seconds"),
-                ),
+            header = JournalHeader(
+                root=str(root),
+                dev=st.st_dev,
+                ino=st.st_ino,
+                target=str(ctx),
+                started=datetime.now(UTC).isoformat(timespec="seconds"),
             )
+            if workers:
+                writer, segments = JournalWriter.with_segments(journal, header, workers)
+            else:
+                writer = JournalWriter(journal, header)
         walk = _Walk(
             root_fd=root_fd,
             root_dev=st.st_dev,
@@ -717,17 +736,21 @@ def relabel(
             journal=writer,
             one_file_system=one_file_system,
             refused=refused,
-            mount_points=_mount_points_under(str(root)) if stat.S_ISDIR(st.st_mode) else {},
-            workers=workers if not dry_run else 0,
+            mount_points=_mount_points_under(str(root)) if is_dir else {},
             progress=progress,
             use_xattrat=use_xattrat,
         )
-        complete = walk.run() if stat.S_ISDIR(st.st_mode) else True
+        if workers:
+            complete = _run_parallel(walk, st, workers, segments)
+        else:
+            complete = walk.run() if is_dir else True
         complete = complete and _label_root(walk, root_fd, st, writer, dry_run)
         walk.report(force=True)
         if writer is not None:
             writer.finish({"changed": walk.changed, "failed": walk.failed, "complete": complete})
     finally:
+        for seg in segments:
+            seg.close()
         if writer is not None:
             writer.close()
         os.close(root_fd)
@@ -745,6 +768,43 @@ def relabel(
         complete=complete,
         journal=None if writer is None else writer.path,
     )
+
+
+def _run_parallel(
+    walk: _Walk, st: os.stat_result, workers: int, segments: list[JournalWriter]
+) -> bool:
+    """Relabel everything below the root in ``workers`` processes; True when
+    every one of them finished without a failure."""
+    spec = _relabel_procs.Spec(
+        root_fd=walk.root_fd,
+        root_dev=st.st_dev,
+        root_ino=st.st_ino,
+        target=walk.target,
+        one_file_system=walk.one_file_system,
+        mount_points=walk.mount_points,
+        refused_mount=walk.refused_mount,
+        batch_entries=BATCH_ENTRIES,
+        batch_dirs=BATCH_DIRS,
+        max_errors=MAX_ERRORS_KEPT,
+    )
+    user = walk.progress
+
+    def progress(counts: _relabel_procs.Counts) -> None:
+        if user is not None:
+            user(RelabelProgress(*counts))
+
+    totals = _relabel_procs.run(spec, workers, segments or None, progress)
+    walk.visited += totals.visited
+    walk.changed += totals.changed
+    walk.unchanged += totals.unchanged
+    walk.failed += totals.failed
+    walk.skipped_mounts += totals.skipped_mounts
+    walk.errors.extend(
+        FileError(os.fsdecode(rel), code, message)
+        for rel, code, message in totals.errors[:MAX_ERRORS_KEPT]
+    )
+    walk.error_counts.update(totals.error_counts)
+    return totals.failed == 0
 
 
 def _label_root(
@@ -792,6 +852,20 @@ def restore(
     directory.
     """
     started = time.monotonic()
+    lock_fd = wait_unlocked(journal)  # no relabel (or worker of one) still writing
+    try:
+        return _restore(journal, started=started, dry_run=dry_run, refuse=refuse)
+    finally:
+        os.close(lock_fd)
+
+
+def _restore(
+    journal: str | os.PathLike[str],
+    *,
+    started: float,
+    dry_run: bool,
+    refuse: Iterable[str | os.PathLike[str]],
+) -> RestoreResult:
     header, finished, records = read_journal(journal)
     root = check_relabel_allowed(header.root, refuse=refuse)
     if str(root) != header.root:
@@ -893,6 +967,8 @@ def _open_dir_path(root_fd: int, parts: list[bytes]) -> int:
 
 __all__ = [
     "BATCH_ENTRIES",
+    "MAX_DEFAULT_WORKERS",
+    "PARALLEL_MIN_ENTRIES",
     "FileError",
     "RelabelProgress",
     "RelabelResult",

@@ -43,7 +43,10 @@ def register(subparsers: Any) -> None:
         help="descend into mount points inside PATH (default: stay on PATH's mount)",
     )
     parser.add_argument(
-        "--workers", type=int, default=None, help="worker threads (default 0: fastest here)"
+        "--workers",
+        type=int,
+        default=None,
+        help="worker processes (default: one per core, at most 4, for trees of 4096+ entries)",
     )
     parser.add_argument(
         "--refuse",

@@ -37,14 +37,20 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
 import attrs
 
-from mcslabel.errors import InvalidInput, StoreCorrupt, StoreError, StoreUnavailable
+from mcslabel.errors import (
+    InvalidInput,
+    StoreCorrupt,
+    StoreError,
+    StoreOutcomeUnknown,
+    StoreUnavailable,
+)
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
 from mcslabel.stores.base import (
@@ -400,11 +406,15 @@ class _Members:
             unreachable_rounds = unreachable_rounds + 1 if unreachable == len(self._clients) else 0
             if remaining <= 0 or unreachable_rounds >= 3:
                 detail = "; ".join(f"{ep}: {msg}" for ep, msg in failures.items())
-                raise StoreUnavailable(
+                message = (
                     f"no etcd member answered within {timeout:g}s ({detail or 'no reply'})"
                     if remaining <= 0
                     else f"no etcd member is reachable ({detail})"
                 )
+                if ambiguous:
+                    # A member took the request and timed out: it may still commit.
+                    raise StoreOutcomeUnknown(message)
+                raise StoreUnavailable(message)
             time.sleep(min(0.1, remaining))  # e.g. a leader election in progress
 
     def health(self) -> list[tuple[str, bool]]:
@@ -595,6 +605,9 @@ class EtcdStore:
         self._stop = threading.Event()
         self._keepalive: threading.Thread | None = None
         self._closed = False
+        # Inserts reported as failed whose write may still commit: (record, value sent).
+        self._unconfirmed: list[tuple[Allocation, str]] = []
+        self._withdrawing = False
         self._feed: _ChangeFeed | None = None
         # A write met a conflict: the feed may be behind, so answer the next changes() exactly.
         self._conflicted = False
@@ -619,6 +632,8 @@ class EtcdStore:
     def _call(self, path: str, payload: Mapping[str, Any]) -> tuple[dict[str, Any], bool]:
         if self._closed:
             raise StoreError("the etcd store is closed")
+        if self._unconfirmed and not self._withdrawing:
+            self._withdraw_unconfirmed()
         try:
             return self._members.call(path, payload)
         except _Refused as exc:
@@ -884,8 +899,60 @@ class EtcdStore:
         name = allocation.name
         return self._get_op(self._levels + allocation.key if name is None else self._names + name)
 
+    @contextlib.contextmanager
+    def _unconfirmed_on_timeout(self, allocation: Allocation, value: str) -> Iterator[None]:
+        """Remember an insert whose outcome is unknown, so it can be withdrawn later."""
+        try:
+            yield
+        except StoreOutcomeUnknown as exc:
+            self._unconfirmed.append((allocation, value))
+            raise StoreOutcomeUnknown(
+                f"{exc}; the allocation of {allocation.level} for {', '.join(allocation.owners)}"
+                " may still be committed by etcd: this store withdraws it on its next successful"
+                " call, or release it by hand once the cluster is back"
+            ) from None
+
+    def _withdraw_unconfirmed(self) -> None:
+        """Delete records of inserts that were reported failed but may have committed.
+
+        Only a record still holding exactly the value that was sent is deleted,
+        so a level another host allocated meanwhile is never touched.
+        """
+        self._withdrawing = True
+        try:
+            while self._unconfirmed:
+                allocation, value = self._unconfirmed[0]
+                level_key = self._levels + allocation.key
+                ops: list[dict[str, Any]] = [
+                    {"request_delete_range": {"key": _b64(level_key)}},
+                    {
+                        "request_put": {
+                            "key": _b64(self._tombstones + allocation.key),
+                            "value": _b64(allocation.key),
+                        }
+                    },
+                ]
+                if allocation.name is not None:
+                    ops.append(
+                        {"request_delete_range": {"key": _b64(self._names + allocation.name)}}
+                    )
+                same = {
+                    "key": _b64(level_key),
+                    "result": "EQUAL",
+                    "target": "VALUE",
+                    "value": _b64(value),
+                }
+                self._txn({"compare": [same], "success": ops})
+                self._unconfirmed.pop(0)
+        finally:
+            self._withdrawing = False
+
     def insert(self, allocation: Allocation, *, generation: int) -> InsertOutcome:
         value = self._value(allocation)
+        with self._unconfirmed_on_timeout(allocation, value):
+            return self._insert(allocation, value, generation)
+
+    def _insert(self, allocation: Allocation, value: str, generation: int) -> InsertOutcome:
         level_key = self._levels + allocation.key
 
         def write(lease: int) -> InsertOutcome:
@@ -954,7 +1021,8 @@ class EtcdStore:
                     )
                 return outcome
 
-            result: InsertOutcome = self._with_lease(allocation, write)
+            with self._unconfirmed_on_timeout(allocation, value):
+                result: InsertOutcome = self._with_lease(allocation, write)
             committed = result is InsertOutcome.INSERTED
             return result
         finally:

@@ -1,0 +1,239 @@
+"""The parallel relabel (worker processes, journal segments), on real files and xattrs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from mcslabel import _relabel_procs
+from mcslabel.errors import JournalError
+from mcslabel.journal import (
+    JournalHeader,
+    JournalWriter,
+    journal_files,
+    read_journal,
+    remove_journal,
+    wait_unlocked,
+)
+from mcslabel.relabel import PARALLEL_MIN_ENTRIES, RelabelProgress, relabel, restore
+
+XATTR = "security.selinux"
+PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
+OLD = b"system_u:object_r:user_tmp_t:s0\0"
+LINKED = b"unconfined_u:object_r:user_home_t:s0\0"
+
+
+def label(path: Path) -> bytes | None:
+    try:
+        return os.getxattr(path, XATTR, follow_symlinks=False)
+    except OSError:
+        return None
+
+
+def every(root: Path) -> list[Path]:
+    out = [root]
+    for dirpath, dirnames, filenames in os.walk(root):
+        out += [Path(dirpath, n) for n in dirnames + filenames]
+    return out
+
+
+def make_tree(root: Path, dirs: int, files: int) -> None:
+    """``dirs`` directories of ``files`` empty files, everything labeled OLD."""
+    root.mkdir(parents=True)
+    os.setxattr(root, XATTR, OLD)
+    for d in range(dirs):
+        sub = root / f"d{d:03d}"
+        sub.mkdir()
+        os.setxattr(sub, XATTR, OLD)
+        for f in range(files):
+            fd = os.open(sub / f"f{f:03d}", os.O_WRONLY | os.O_CREAT, 0o644)
+            os.setxattr(fd, XATTR, OLD)
+            os.close(fd)
+
+
+def test_owners_split_the_inodes_evenly_and_deterministically() -> None:
+    inodes = range(1_000_000, 1_020_000)  # consecutive, as ext4 hands them out
+    for workers in (2, 3, 4):
+        counts = [0] * workers
+        for ino in inodes:
+            counts[_relabel_procs.owner(ino, workers)] += 1
+        assert min(counts) > 0.9 * len(inodes) / workers
+        assert [_relabel_procs.owner(i, workers) for i in inodes[:50]] == [
+            _relabel_procs.owner(i, workers) for i in inodes[:50]
+        ]
+
+
+@pytest.mark.parametrize("workers", [1, 2, 3])
+def test_workers_label_every_entry_once_and_journal_in_segments(
+    tmp_path: Path, workers: int
+) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 12, 40)
+    before = {p: label(p) for p in every(vol)}
+    journal = tmp_path / "j"
+    result = relabel(vol, level="s0:c1,c2", workers=workers, journal=journal)
+    assert result.ok
+    assert (result.changed, result.unchanged, result.failed) == (493, 0, 0)
+    assert {label(p) for p in every(vol)} == {PRIVATE}
+    header, finished, records = read_journal(journal)
+    assert finished
+    assert header.extra["segments"] == [f"j.{n}" for n in range(1, workers + 1)]
+    recs = list(records)
+    assert len(recs) == 493
+    assert len({r.relpath for r in recs}) == 493  # nothing journaled twice
+    assert recs[-1].relpath == b"."  # the root's record is the main file's, last
+    for n in range(1, workers + 1):
+        seg = (tmp_path / f"j.{n}").read_text().splitlines()
+        assert seg[0] == "mcslabel-journal 1"
+        assert json.loads(seg[1])["segment"] == n
+        assert seg[-1].startswith("mcslabel-journal-end\t")
+    again = relabel(vol, level="s0:c1,c2", workers=workers)
+    assert (again.changed, again.unchanged) == (0, 493)
+    restored = restore(journal)
+    assert restored.ok
+    assert restored.restored == 493
+    assert {p: label(p) for p in every(vol)} == before
+
+
+def test_the_default_forks_one_worker_per_core_for_big_trees_only(tmp_path: Path) -> None:
+    cores = len(os.sched_getaffinity(0))
+    small = tmp_path / "small"
+    make_tree(small, 3, 10)
+    relabel(small, level="s0:c1,c2", journal=tmp_path / "js")
+    header, _, _ = read_journal(tmp_path / "js")
+    assert "segments" not in header.extra  # serial: one file
+    big = tmp_path / "big"
+    make_tree(big, 20, PARALLEL_MIN_ENTRIES // 20 + 1)
+    seen: list[RelabelProgress] = []
+    result = relabel(big, level="s0:c1,c2", journal=tmp_path / "jb", progress=seen.append)
+    assert result.ok
+    assert result.changed == 20 * (PARALLEL_MIN_ENTRIES // 20 + 2) + 1
+    assert seen[-1].visited == result.changed
+    header, _, records = read_journal(tmp_path / "jb")
+    expected = 0 if cores < 2 else min(cores, 4)
+    assert len(header.extra.get("segments", [])) == expected
+    assert sum(1 for _ in records) == result.changed
+    assert restore(tmp_path / "jb").restored == result.changed
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_hard_link_across_subtrees_is_labeled_once_with_its_true_old_label(
+    tmp_path: Path, workers: int
+) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 6, 20)
+    pairs = []
+    for i in range(30):  # links in different subtrees, many inodes: every worker gets some
+        a = vol / f"d{i % 6:03d}" / f"linked{i}"
+        b = vol / f"d{(i + 3) % 6:03d}" / f"alias{i}"
+        a.touch()
+        os.link(a, b)
+        os.setxattr(a, XATTR, LINKED)
+        pairs.append((a, b))
+    owners = {_relabel_procs.owner(a.stat().st_ino, workers) for a, _ in pairs}
+    assert len(owners) == workers
+    journal = tmp_path / "j"
+    result = relabel(vol, level="s0:c1,c2", workers=workers, journal=journal)
+    assert result.ok
+    assert result.changed == 6 * 20 + 6 + 1 + 30  # each linked inode once
+    assert result.unchanged == 30  # the second link of each
+    _, _, records = read_journal(journal)
+    recs = [r for r in records if r.relpath.split(b"/")[-1].startswith((b"linked", b"alias"))]
+    assert len(recs) == 30
+    assert {r.old for r in recs} == {LINKED}  # never the new label as "old"
+    restore(journal)
+    for a, b in pairs:
+        assert label(a) == label(b) == LINKED
+
+
+def _children() -> list[int]:
+    tid = os.getpid()
+    text = Path(f"/proc/{tid}/task/{tid}/children").read_text()
+    return [int(p) for p in text.split()]
+
+
+def test_a_dead_worker_fails_the_relabel_and_its_segment_still_restores(
+    tmp_path: Path,
+) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 200, 40)
+    before = {p: label(p) for p in every(vol)}
+    others = set(_children())
+    killed: list[int] = []
+
+    def progress(p: RelabelProgress) -> None:
+        if not killed:  # the first report comes a few ms into the walk
+            for kid in sorted(set(_children()) - others):
+                state = Path(f"/proc/{kid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+                if state != "Z":  # still working
+                    os.kill(kid, signal.SIGKILL)
+                    killed.append(kid)
+                    return
+
+    journal = tmp_path / "j"
+    result = relabel(vol, level="s0:c1,c2", workers=2, journal=journal, progress=progress)
+    assert killed
+    assert not result.ok
+    assert not result.complete
+    assert result.errors[0].path == "."
+    assert "killed by SIGKILL" in result.errors[0].message
+    assert result.error_counts["worker died"] == 1
+    assert label(vol) == OLD  # the top is not labeled: the tree is not done
+    _, finished, _ = read_journal(journal)
+    assert finished  # the relabel itself ended (and said it was incomplete)
+    restored = restore(journal)
+    assert restored.ok
+    assert {p: label(p) for p in every(vol)} == before
+
+
+def test_restore_waits_for_a_journal_still_being_written(tmp_path: Path) -> None:
+    header = JournalHeader(root="/x", dev=1, ino=2, target="u:r:t:s0", started="now")
+    writer, segments = JournalWriter.with_segments(tmp_path / "j", header, 2)
+    try:
+        with pytest.raises(JournalError, match="still being written"):
+            wait_unlocked(tmp_path / "j", timeout=0.1)
+    finally:
+        writer.close()
+        for seg in segments:
+            seg.close()
+    os.close(wait_unlocked(tmp_path / "j", timeout=0.1))
+
+
+def test_missing_or_foreign_segments_are_refused_before_restoring(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 4, 5)
+    relabel(vol, level="s0:c1,c2", workers=2, journal=tmp_path / "j")
+    relabel(vol, level="s0:c3,c4", workers=2, journal=tmp_path / "k")
+    os.replace(tmp_path / "k.2", tmp_path / "j.2")  # another relabel's segment
+    with pytest.raises(JournalError, match="is not segment 2"):
+        restore(tmp_path / "j")
+    (tmp_path / "j.2").unlink()
+    with pytest.raises(JournalError, match="missing"):
+        restore(tmp_path / "j")
+    assert {label(p) for p in every(vol)} == {b"system_u:object_r:container_file_t:s0:c3,c4\0"}
+
+
+def test_an_existing_segment_is_never_overwritten(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 2, 2)
+    (tmp_path / "j.2").write_text("someone's file")
+    with pytest.raises(JournalError, match="already exists"):
+        relabel(vol, level="s0:c1,c2", workers=2, journal=tmp_path / "j")
+    assert (tmp_path / "j.2").read_text() == "someone's file"
+    assert not (tmp_path / "j").exists()
+    assert not (tmp_path / "j.1").exists()
+    assert {label(p) for p in every(vol)} == {OLD}
+
+
+def test_remove_journal_deletes_the_segments_too(tmp_path: Path) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 3, 3)
+    relabel(vol, level="s0:c1,c2", workers=3, journal=tmp_path / "j")
+    assert journal_files(tmp_path / "j") == [tmp_path / n for n in ("j.1", "j.2", "j.3", "j")]
+    (tmp_path / "keep").write_text("not the journal's")
+    remove_journal(tmp_path / "j")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["keep", "vol"]
