@@ -131,6 +131,33 @@ def test_run_relabels_starts_and_remove_restores(
     assert containers.client.containers.list(all=True, filters={"id": started.id}) == []
 
 
+def test_big_volume_journal_segments_are_restored_and_removed(
+    containers: Containers, allocator: Allocator, tmp_path: Path
+) -> None:
+    # Big enough for relabel's worker processes, whose journals come in segments (PATH.N).
+    volume = tmp_path / "big"
+    for d in range(50):
+        sub = volume / f"d{d}"
+        sub.mkdir(parents=True)
+        for f in range(100):
+            (sub / f"f{f}").touch()
+    sample = volume / "d7" / "f42"
+    os.setxattr(sample, XATTR, b"system_u:object_r:user_tmp_t:s0\0")
+    started = _run(
+        containers.client, allocator, tmp_path, containers.run_id, volumes=[f"{volume}:/data:Z"]
+    )
+    containers.created.append(started.container)
+    (journal,) = started.journals
+    assert sorted(p.name for p in journal.parent.iterdir() if p.name != journal.name), (
+        "expected per-worker segments beside the journal"
+    )
+    assert _label(sample) == f"system_u:object_r:container_file_t:{started.level}"
+    remove(containers.client, started.id, allocator=allocator)
+    assert _label(sample) == "system_u:object_r:user_tmp_t:s0"
+    assert _label(volume / "d3" / "f1") is None
+    assert list(journal.parent.iterdir()) == []
+
+
 def test_remove_without_restore_keeps_labels(
     containers: Containers, allocator: Allocator, tmp_path: Path
 ) -> None:

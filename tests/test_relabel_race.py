@@ -80,7 +80,16 @@ def test_symlink_swaps_never_redirect_a_label_outside(tmp_path: Path, workers: i
 CHILD = textwrap.dedent(
     """
     import sys, time
+    from mcslabel import _relabel_procs
     from mcslabel.relabel import relabel
+
+    scan = _relabel_procs._Worker.scan
+
+    def slow_scan(self, d, stack):
+        time.sleep(0.003)  # worker processes do not wait for progress(): widen the window
+        scan(self, d, stack)
+
+    _relabel_procs._Worker.scan = slow_scan
 
     def progress(p):
         print("progress", p.changed, flush=True)
@@ -104,9 +113,7 @@ def test_kill_9_mid_relabel_then_restore_returns_every_old_label(
         b"unconfined_u:object_r:user_home_t:s0",  # no trailing NUL: restored exactly
         b"system_u:object_r:container_file_t:s0:c9,c10\0",
     ]
-    # Worker processes do not wait for the slow progress callback: give them
-    # a tree big enough that the kill still lands mid-relabel.
-    for d in range(30 if workers == 0 else 200):
+    for d in range(30 if workers == 0 else 100):
         (vol / f"d{d:02d}").mkdir(parents=True)
         for f in range(100):
             p = vol / f"d{d:02d}" / f"f{f:03d}"

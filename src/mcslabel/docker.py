@@ -954,6 +954,7 @@ def _restore_journals(journals: Sequence[Path], *, restore: bool) -> None:
     the first failure is raised once all the others were handled.
     """
     from mcslabel import relabel as relabel_mod
+    from mcslabel.journal import remove_journal
 
     first: BaseException | None = None
     for journal in reversed(journals):
@@ -962,7 +963,7 @@ def _restore_journals(journals: Sequence[Path], *, restore: bool) -> None:
         try:
             if restore:
                 relabel_mod.restore(journal)
-            journal.unlink()
+            remove_journal(journal)  # with its per-worker segments (PATH.1..N)
         except Exception as exc:
             first = first or exc
     if first is not None:
