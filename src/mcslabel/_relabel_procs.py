@@ -97,10 +97,15 @@ class Totals:
         self.error_counts: dict[str, int] = {}
 
 
-class _Dir:
+class OpenDir:
+    """An open directory of a walk (serial or worker); closed when nothing refers to it.
+
+    ``dev`` is only tracked by the workers (0 where the walk does not need it).
+    """
+
     __slots__ = ("dev", "fd", "prefix", "refs", "rel")
 
-    def __init__(self, fd: int, rel: bytes, dev: int) -> None:
+    def __init__(self, fd: int, rel: bytes, dev: int = 0) -> None:
         self.fd = fd
         self.rel = rel
         self.dev = dev
@@ -111,6 +116,7 @@ class _Dir:
         return name if not self.rel else self.rel + b"/" + name
 
     def escaped_child(self, name: bytes | None) -> str:
+        """The journal spelling of ``name`` in this directory (``None``: the directory)."""
         if name is None:
             return escape(self.rel) if self.rel else "."
         if self.prefix is None:
@@ -118,7 +124,7 @@ class _Dir:
         return self.prefix + escape(name)
 
 
-def _journal_path(d: _Dir, name: str | None) -> str:
+def _journal_path(d: OpenDir, name: str | None) -> str:
     """The record's path; plain printable ASCII names (nearly all) skip the escaping."""
     if name is None:
         return d.escaped_child(None)
@@ -144,8 +150,8 @@ class _Worker:
         self.errors: list[ErrorRecord] = []
         self.error_counts: dict[str, int] = {}
         # (directory, name or None for the directory itself, device, inode, old label)
-        self.pending: list[tuple[_Dir, str | None, int, int, bytes | None]] = []
-        self.pending_dirs: list[_Dir] = []
+        self.pending: list[tuple[OpenDir, str | None, int, int, bytes | None]] = []
+        self.pending_dirs: list[OpenDir] = []
         self.inflight: set[Any] = set()
         self.next_progress = 0.0
 
@@ -157,7 +163,7 @@ class _Worker:
         if len(self.errors) < self.spec.max_errors:
             self.errors.append((rel or b".", code, exc.strerror or str(exc)))
 
-    def release(self, d: _Dir) -> None:
+    def release(self, d: OpenDir) -> None:
         d.refs -= 1
         if d.refs == 0:
             os.close(d.fd)
@@ -175,8 +181,8 @@ class _Worker:
         st = os.fstat(fd)
         if (st.st_dev, st.st_ino) != (spec.root_dev, spec.root_ino):
             raise OSError(errno.ESTALE, "the root changed under the relabel")
-        root = _Dir(fd, b"", st.st_dev)
-        stack: list[tuple[_Dir, str, int]] = []
+        root = OpenDir(fd, b"", st.st_dev)
+        stack: list[tuple[OpenDir, str, int]] = []
         self.scan(root, stack)
         self.release(root)
         while stack:
@@ -187,7 +193,9 @@ class _Worker:
         if self.segment is not None:
             self.segment.finish({"changed": self.changed, "failed": self.failed})
 
-    def enter(self, parent: _Dir, name: str, ino: int, stack: list[tuple[_Dir, str, int]]) -> None:
+    def enter(
+        self, parent: OpenDir, name: str, ino: int, stack: list[tuple[OpenDir, str, int]]
+    ) -> None:
         n, k = self.n, self.k
         rel = parent.child(name.encode(_FS_ENCODING, "surrogateescape"))
         try:
@@ -199,7 +207,7 @@ class _Worker:
             return
         finally:
             self.release(parent)
-        d = _Dir(fd, rel, 0)
+        d = OpenDir(fd, rel, 0)
         try:
             st = os.fstat(fd)
             d.dev = st.st_dev
@@ -220,7 +228,7 @@ class _Worker:
         finally:
             self.release(d)
 
-    def label_dir(self, d: _Dir, ino: int) -> None:
+    def label_dir(self, d: OpenDir, ino: int) -> None:
         target = self.spec.target
         try:
             old = os.getxattr(d.fd, XATTR)
@@ -243,7 +251,7 @@ class _Worker:
         except OSError as exc:
             self.error(d.rel, exc)
 
-    def scan(self, d: _Dir, stack: list[tuple[_Dir, str, int]]) -> None:
+    def scan(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]]) -> None:
         """Label the entries of ``d`` this worker owns; queue its directories."""
         n, k = self.n, self.k
         target = self.spec.target
@@ -314,7 +322,7 @@ class _Worker:
             self.flush(None)
         self.send_progress()
 
-    def flush(self, current: _Dir | None) -> None:
+    def flush(self, current: OpenDir | None) -> None:
         """Journal the pending changes durably, then write them."""
         pending, dirs = self.pending, self.pending_dirs
         self.pending, self.pending_dirs = [], []
@@ -328,7 +336,7 @@ class _Worker:
             self.segment.sync_through(seq)
             target = self.spec.target
             setx = os.setxattr
-            cwd: _Dir | None = None
+            cwd: OpenDir | None = None
             changed = 0
             for d, name, _dev, _ino, _old in pending:
                 try:

@@ -45,7 +45,6 @@ from mcslabel.errors import show_input as _q
 from mcslabel.journal import (
     JournalHeader,
     JournalWriter,
-    escape,
     format_record,
     label_field,
     read_journal,
@@ -218,29 +217,7 @@ def target_context(
     return ctx
 
 
-class _Dir:
-    """An open directory; closed when nothing refers to it any more."""
-
-    __slots__ = ("fd", "prefix", "refs", "rel")
-
-    def __init__(self, fd: int, rel: bytes) -> None:
-        self.fd = fd
-        self.rel = rel
-        self.refs = 1
-        self.prefix: str | None = None
-
-    def child(self, name: bytes) -> bytes:
-        return name if not self.rel else self.rel + b"/" + name
-
-    def escaped_child(self, name: bytes | None) -> str:
-        """The journal spelling of ``name`` in this directory (``None``: the directory)."""
-        if name is None:
-            return escape(self.rel) if self.rel else "."
-        if self.prefix is None:
-            self.prefix = escape(self.rel) + "/" if self.rel else ""
-        return self.prefix + escape(name)
-
-
+_Dir = _relabel_procs.OpenDir
 _Item = tuple[_Dir, bytes | None, int]  # dir, entry name (None: the dir itself), inode
 
 
