@@ -923,19 +923,7 @@ class EtcdStore:
             while self._unconfirmed:
                 allocation, value = self._unconfirmed[0]
                 level_key = self._levels + allocation.key
-                ops: list[dict[str, Any]] = [
-                    {"request_delete_range": {"key": _b64(level_key)}},
-                    {
-                        "request_put": {
-                            "key": _b64(self._tombstones + allocation.key),
-                            "value": _b64(allocation.key),
-                        }
-                    },
-                ]
-                if allocation.name is not None:
-                    ops.append(
-                        {"request_delete_range": {"key": _b64(self._names + allocation.name)}}
-                    )
+                ops = self._delete_ops(allocation)
                 same = {
                     "key": _b64(level_key),
                     "result": "EQUAL",
@@ -1115,19 +1103,24 @@ class EtcdStore:
             return bool(ambiguous and after and _unb64(after[0].get("value", "")) == value)
         return False
 
-    def delete(self, current: Allocation) -> bool:
-        level_key = self._levels + current.key
+    def _delete_ops(self, record: Allocation) -> list[dict[str, Any]]:
+        """Delete a record (and its name), leaving a tombstone for the change feed."""
         ops: list[dict[str, Any]] = [
-            {"request_delete_range": {"key": _b64(level_key)}},
+            {"request_delete_range": {"key": _b64(self._levels + record.key)}},
             {
                 "request_put": {
-                    "key": _b64(self._tombstones + current.key),
-                    "value": _b64(current.key),
+                    "key": _b64(self._tombstones + record.key),
+                    "value": _b64(record.key),
                 }
             },
         ]
-        if current.name is not None:
-            ops.append({"request_delete_range": {"key": _b64(self._names + current.name)}})
+        if record.name is not None:
+            ops.append({"request_delete_range": {"key": _b64(self._names + record.name)}})
+        return ops
+
+    def delete(self, current: Allocation) -> bool:
+        level_key = self._levels + current.key
+        ops = self._delete_ops(current)
         reply, ambiguous = self._txn(
             {
                 "compare": [self._at(level_key, current.revision)],
