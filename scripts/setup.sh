@@ -47,7 +47,9 @@ fi
 # default policy: build and install the module when container_t is missing.
 policy_type=$(sed -n 's/^SELINUXTYPE=//p' /etc/selinux/config)
 policy_file=$(ls /etc/selinux/"$policy_type"/policy/policy.* | sort -V | tail -n 1)
-if ! seinfo -t container_t "$policy_file" >/dev/null 2>&1; then
+# seinfo exits 0 even when the type is missing ("Types: 0"): look for the name.
+has_container_t() { seinfo -t container_t "$policy_file" 2>/dev/null | grep -q '^ *container_t$'; }
+if ! has_container_t; then
   log "building the container policy module from selinux-policy-src"
   work=$(mktemp -d)
   tar --zstd -xf /usr/src/selinux-policy-src.tar.zst -C "$work" --strip-components=4 \
@@ -59,6 +61,9 @@ if ! seinfo -t container_t "$policy_file" >/dev/null 2>&1; then
   make -s -C "$work" -f /usr/share/selinux/devel/Makefile container.pp >/dev/null 2>&1
   semodule -i "$work/container.pp" 2>&1 | grep -v 'not in password file' || true
   rm -rf "$work"
-  seinfo -t container_t "$policy_file" >/dev/null
+  if ! has_container_t; then
+    echo "setup.sh: the container module was installed but $policy_file still lacks container_t" >&2
+    exit 1
+  fi
 fi
 log "ready: $(.venv/bin/mcslabel --version), policy $policy_file has container_t"
