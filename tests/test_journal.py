@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from mcslabel.errors import JournalError
 from mcslabel.journal import (
+    MAGIC,
     JournalHeader,
     JournalRecord,
     JournalWriter,
@@ -41,13 +42,20 @@ def test_escape_round_trips_and_stays_on_one_field(raw: bytes) -> None:
     assert unescape(text) == raw
 
 
+# A name is any bytes but "/" and NUL, never "", "." or ".."; a path joins 1-4 names.
+_names = st.binary(min_size=1, max_size=30).filter(
+    lambda b: b"/" not in b and b"\0" not in b and b not in (b".", b"..")
+)
+_relpaths = st.lists(_names, min_size=1, max_size=4).map(b"/".join)
+
+
 @given(
     st.lists(
         st.tuples(
             st.integers(0, 2**64 - 1),
             st.integers(0, 2**64 - 1),
             st.one_of(st.none(), st.binary(max_size=100)),
-            st.binary(min_size=1, max_size=100).filter(lambda b: b != b"."),
+            _relpaths,
         ),
         max_size=20,
     )
@@ -61,6 +69,36 @@ def test_records_round_trip(tmp_path_factory: pytest.TempPathFactory, recs: list
     assert header == HEADER
     assert not finished
     assert list(records) == [JournalRecord(*r) for r in recs]
+
+
+@pytest.mark.parametrize(
+    "bad", [b"..", b"../x", b"a/../../x", b"a//b", b"a/./b", b"a/", b"/etc/x", b"a\0b"]
+)
+def test_record_paths_leaving_the_root_are_refused_before_any_record(
+    tmp_path: Path, bad: bytes
+) -> None:
+    path = tmp_path / "journal"
+    writer = JournalWriter(path, HEADER)
+    good = format_record(1, 3, None, b"fine")
+    writer.sync_through(writer.append([good, format_record(1, 4, None, bad), good]))
+    writer.close()
+    with pytest.raises(JournalError, match="leaves the root"):
+        read_journal(path)
+
+
+def test_a_deeply_nested_header_is_a_journal_error(tmp_path: Path) -> None:
+    path = tmp_path / "journal"
+    path.write_text(f"{MAGIC}\n" + "[" * 100_000 + "\n")
+    with pytest.raises(JournalError, match="damaged header"):
+        read_journal(path)
+
+
+@pytest.mark.timeout(30)
+def test_a_journal_that_is_not_a_regular_file_is_a_journal_error(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "fifo")  # opening it for reading used to wait for a writer forever
+    for bad in (tmp_path / "fifo", tmp_path):
+        with pytest.raises(JournalError, match="not a regular file"):
+            restore(bad)
 
 
 def test_existing_journals_are_never_overwritten(tmp_path: Path) -> None:
@@ -166,6 +204,18 @@ def test_restore_refuses_journals_that_point_elsewhere(vol: Path, tmp_path: Path
     vol.mkdir()
     with pytest.raises(JournalError, match="not the directory"):
         restore(tmp_path / "j")
+
+
+def test_a_journal_damaged_at_the_end_changes_no_label(vol: Path, tmp_path: Path) -> None:
+    relabel(vol, level="s0:c1,c2", journal=tmp_path / "j", workers=0)
+    relabeled = {p: label(p) for p in vol.rglob("*")}
+    lines = (tmp_path / "j").read_text().splitlines(keepends=True)
+    end = next(i for i, line in enumerate(lines) if line.startswith("mcslabel-journal-end"))
+    damaged = tmp_path / "damaged"
+    damaged.write_text("".join(lines[:end]) + "1\t2\t-\t\t../x\n" + "".join(lines[end:]))
+    with pytest.raises(JournalError, match="leaves the root"):
+        restore(damaged)
+    assert {p: label(p) for p in vol.rglob("*")} == relabeled  # nothing restored half-way
 
 
 def test_names_with_any_bytes_survive_the_journal(tmp_path: Path) -> None:

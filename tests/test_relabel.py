@@ -11,6 +11,9 @@ import os
 import socket
 import stat
 import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -347,3 +350,69 @@ def test_crossing_mounts_never_enters_a_bind_mount_of_a_refused_path(
         assert default.ok
     finally:
         subprocess.run(["umount", str(inner)], check=True)
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_an_error_mid_walk_leaves_no_open_fd_and_no_worker(tmp_path: Path, workers: int) -> None:
+    # A progress callback that raises stands in for Ctrl-C or a failed journal
+    # write: the walk then holds many directory fds (and maybe workers).
+    vol = tmp_path / "vol"
+    for a in range(20):
+        for b in range(20):
+            (vol / f"d{a}" / f"e{b}").mkdir(parents=True)
+            (vol / f"d{a}" / f"e{b}" / "f").write_text("x")
+    calls = 0
+
+    def progress(_: RelabelProgress) -> None:
+        nonlocal calls
+        calls += 1
+        # The serial walk's first report comes with only the root open; the
+        # workers' first report may be their last (a loaded machine), so stop there.
+        if calls == (1 if workers else 2):
+            raise _Stop
+        time.sleep(0.15)  # past the 0.1 s rate limit: the next report raises
+
+    fds_before = sorted(os.listdir("/proc/self/fd"))
+    with pytest.raises(_Stop):
+        relabel(vol, level="s0:c1,c2", workers=workers, progress=progress, journal=tmp_path / "j")
+    assert sorted(os.listdir("/proc/self/fd")) == fds_before
+    with pytest.raises(ChildProcessError):
+        os.waitpid(-1, os.WNOHANG)  # no child left, not even a zombie
+
+
+def test_a_root_that_cannot_be_listed_is_a_relabel_error() -> None:
+    # As an unprivileged user a 0711 directory opens with O_PATH but not for
+    # reading: that second open used to leak a raw OSError (and close a closed fd).
+    with tempfile.TemporaryDirectory(prefix="mcslabel-") as scratch:  # pytest's are 0700
+        os.chmod(scratch, 0o755)
+        vol = Path(scratch, "vol")
+        vol.mkdir()
+        vol.chmod(0o711)
+        if not all(p.stat().st_mode & 0o001 for p in vol.parents):
+            pytest.skip("the scratch directory is not searchable by others")
+        _relabel_as_nobody(vol)
+
+
+def _relabel_as_nobody(vol: Path) -> None:
+    code = (
+        "from mcslabel.errors import RelabelError\n"
+        "from mcslabel.relabel import relabel\n"
+        "try:\n"
+        f"    relabel({str(vol)!r}, context='system_u:object_r:container_file_t:s0:c1,c2')\n"
+        "except RelabelError as exc:\n"
+        "    print('RelabelError', exc)\n"
+    )
+    done = subprocess.run(
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    if done.returncode != 0 and "No module named" in done.stderr:
+        pytest.skip("the venv is not readable by nobody")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("RelabelError cannot open"), done.stdout

@@ -169,6 +169,26 @@ def test_a_bind_mount_of_a_refused_directory_is_refused(tmp_path: Path) -> None:
         subprocess.run(["umount", str(target)], check=True)
 
 
+def test_a_bind_mount_of_a_subdirectory_of_a_system_tree_is_refused(tmp_path: Path) -> None:
+    # /usr/share/doc has an identity no refused directory has: only the
+    # mount table tells that /x is /usr/share/doc, and /x/bash is inside /usr.
+    target = tmp_path / "vol"
+    target.mkdir()
+    done = subprocess.run(["mount", "--bind", "/usr/share", str(target)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip("cannot bind-mount here")
+    try:
+        for path in (target, target / "doc"):
+            reason = refusal_reason(path)
+            assert reason is not None, path
+            assert "bind mount of /usr/share" in reason
+            with pytest.raises(RefusedPath):
+                relabel(path, level="s0:c1,c2", dry_run=True)
+        assert refusal_reason(tmp_path) is None  # the directory holding the mount is fine
+    finally:
+        subprocess.run(["umount", str(target)], check=True)
+
+
 _refused_dirs = [p for p in (*SYSTEM_TREES, *EXACT_PATHS) if os.path.isdir(p) and p != "/"]
 _decoration = st.lists(st.sampled_from(["", ".", "./.", "usr/..", "etc/../."]), max_size=3)
 

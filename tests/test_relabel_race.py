@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from mcslabel.journal import read_journal
+from mcslabel.journal import read_journal, wait_unlocked
 from mcslabel.relabel import relabel, restore
 
 XATTR = "security.selinux"
@@ -86,7 +86,7 @@ CHILD = textwrap.dedent(
     scan = _relabel_procs._Worker.scan
 
     def slow_scan(self, d, stack):
-        time.sleep(0.003)  # worker processes do not wait for progress(): widen the window
+        time.sleep(0.01)  # worker processes do not wait for progress(): widen the window
         scan(self, d, stack)
 
     _relabel_procs._Worker.scan = slow_scan
@@ -135,6 +135,8 @@ def test_kill_9_mid_relabel_then_restore_returns_every_old_label(
             break
     child.wait(timeout=60)
     assert child.returncode == -signal.SIGKILL
+    # Its workers die by PDEATHSIG a moment later; they hold the journal's lock till then.
+    os.close(wait_unlocked(journal))
     now = {p: label(p) for p in every(vol)}
     changed = [p for p in now if now[p] != before[p][0]]
     assert changed, "the kill came after nothing had changed"

@@ -401,6 +401,7 @@ def _child(
     out: int,
     close: list[int],
     parent: int,
+    mask: set[int | signal.Signals],
 ) -> None:
     """Run worker ``k`` and leave the process; never returns to the caller."""
     code = 70
@@ -413,6 +414,7 @@ def _child(
         # ValueError off the main thread: Ctrl-C then ends the worker through Python.
         with contextlib.suppress(ValueError):
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # blocked over the fork
         for fd in close:
             os.close(fd)
         worker = _Worker(spec, k, n, segment, out)
@@ -444,12 +446,15 @@ def run(
     """
     _load_prctl()
     me = os.getpid()
-    pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(workers)]
-    unclosed = {fd for pair in pipes for fd in pair}
+    pipes: list[tuple[int, int]] = []
+    unclosed: set[int] = set()
     seg_fds = [s.fileno() for s in segments] if segments else []
     pids: dict[int, int] = {}
     totals = Totals()
     try:
+        for _ in range(workers):
+            pipes.append(os.pipe2(os.O_CLOEXEC))
+            unclosed.update(pipes[-1])
         for k in range(workers):
             close = [fd for i, (r, w) in enumerate(pipes) for fd in (r, w) if i != k or fd == r]
             close += [fd for i, fd in enumerate(seg_fds) if i != k]
@@ -457,10 +462,16 @@ def run(
             # Flush Python's buffers so the child cannot write them a second time.
             sys.stdout.flush()
             sys.stderr.flush()
-            pid = os.fork()
-            if pid == 0:
-                _child(spec, k, workers, segment, pipes[k][1], close, me)
-            pids[k] = pid
+            # SIGINT stays blocked across the fork: a Ctrl-C landing in the child
+            # before _child's try would send a copy of the caller up its stack.
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            try:
+                pid = os.fork()
+                if pid == 0:
+                    _child(spec, k, workers, segment, pipes[k][1], close, me, mask)
+                pids[k] = pid
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for _, w in pipes:
             os.close(w)
             unclosed.discard(w)
@@ -473,8 +484,10 @@ def run(
     finally:
         for fd in unclosed:
             os.close(fd)
-        for pid in pids.values():  # left only when something went wrong
-            os.waitpid(pid, 0)
+        for k, pid in list(pids.items()):  # left only when something went wrong
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(pid, 0)
+            del pids[k]
     return totals
 
 
@@ -489,11 +502,11 @@ def _collect(
     latest: dict[int, Counts] = {}
     finals: dict[int, dict[str, Any]] = {}
     sel = selectors.DefaultSelector()
-    for r in buffers:
-        sel.register(r, selectors.EVENT_READ)
     open_pipes = len(buffers)
     next_report = 0.0
     try:
+        for r in buffers:
+            sel.register(r, selectors.EVENT_READ)
         while open_pipes:
             for key, _ in sel.select(timeout=0.1):
                 r = int(key.fd)
@@ -512,7 +525,9 @@ def _collect(
     finally:
         sel.close()
     for k in list(pids):
-        _, status = os.waitpid(pids.pop(k), 0)
+        # Forget the pid only once reaped: an interrupted wait leaves it to run()'s cleanup.
+        _, status = os.waitpid(pids[k], 0)
+        del pids[k]
         final = finals.get(k)
         if final is None or status != 0:
             if os.WIFSIGNALED(status):

@@ -44,6 +44,7 @@ import itertools
 import json
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -139,12 +140,20 @@ class JournalWriter:
             "started": header.started,
             **header.extra,
         }
-        if lock:
-            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        self._write(f"{MAGIC}\n{json.dumps(meta, sort_keys=True)}\n")
-        os.fsync(self._fd)
-        if sync_dir:
-            _sync_dir(self.path.parent)
+        try:
+            if lock:
+                fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            self._write(f"{MAGIC}\n{json.dumps(meta, sort_keys=True)}\n")
+            os.fsync(self._fd)
+            if sync_dir:
+                _sync_dir(self.path.parent)
+        except BaseException as exc:
+            # Nothing was relabeled yet: leave neither the fd nor a headless file.
+            self.close()
+            self.path.unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from exc
+            raise
 
     @classmethod
     def with_segments(
@@ -172,9 +181,18 @@ class JournalWriter:
 
     def _write(self, text: str) -> None:
         data = text.encode("ascii")
-        while data:
-            n = os.write(self._fd, data)
-            data = data[n:]
+        try:
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+        except OSError as exc:  # ENOSPC, EIO: the labels after this stay unchanged
+            raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from exc
+
+    def _sync(self) -> None:
+        try:
+            os.fdatasync(self._fd)
+        except OSError as exc:
+            raise JournalError(f"cannot sync journal {self.path}: {exc.strerror}") from exc
 
     def append(self, lines: Iterable[str]) -> int:
         """Write formatted records; returns the sequence number to sync through."""
@@ -192,17 +210,23 @@ class JournalWriter:
             if self._synced >= seq:
                 return
             target = self._written
-            os.fdatasync(self._fd)
+            self._sync()
             self._synced = target
 
     def finish(self, summary: dict[str, Any]) -> None:
         self._write(f"{END}\t{json.dumps(summary, sort_keys=True)}\n")
-        os.fdatasync(self._fd)
+        self._sync()
 
     def close(self) -> None:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+    def __del__(self) -> None:
+        # A writer dropped by an exception between its creation and the
+        # caller's try/finally (a Ctrl-C in between) still gives its fd back.
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
 
 
 def _sync_dir(path: Path) -> None:
@@ -219,9 +243,13 @@ def wait_unlocked(path: str | os.PathLike[str], timeout: float = 10.0) -> int:
     locked fd of it for the caller to close. Raises :class:`JournalError`
     when it stays locked for ``timeout`` seconds."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a fifo must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         raise JournalError(f"cannot read journal {path}: {exc.strerror}") from exc
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise JournalError(f"journal {path} is not a regular file")
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -317,7 +345,7 @@ def _validate(path: Path) -> tuple[JournalHeader, bool]:
                     started=str(meta.pop("started")),
                     extra=meta,
                 )
-            except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            except (ValueError, KeyError, TypeError, AttributeError, RecursionError) as exc:
                 raise JournalError(f"{path}: damaged header line {_q(meta_line)}") from exc
             finished = False
             for lineno, line in enumerate(fh, 3):
@@ -328,11 +356,28 @@ def _validate(path: Path) -> tuple[JournalHeader, bool]:
                 if line.startswith(END + "\t"):
                     finished = True
                     continue
-                if not _RECORD.fullmatch(line, 0, len(line) - 1):
+                m = _RECORD.fullmatch(line, 0, len(line) - 1)
+                if not m:
                     raise JournalError(f"{path}:{lineno}: damaged record {_q(line)}")
+                if not _inside_root(m.group(5)):
+                    # Refused here, before restore changes a single label.
+                    raise JournalError(
+                        f"{path}:{lineno}: record path {_q(m.group(5))} leaves the root"
+                    )
         except UnicodeDecodeError as exc:
             raise JournalError(f"{path}: not ASCII text ({exc.reason})") from exc
     return header, finished
+
+
+def _inside_root(field: str) -> bool:
+    """Whether a record's path names an entry under the root (``.``: the root)."""
+    if field == ".":
+        return True
+    if "\\" not in field:  # nearly every record: three substring searches
+        wrapped = f"/{field}/"
+        return "//" not in wrapped and "/./" not in wrapped and "/../" not in wrapped
+    rel = b"/" + unescape(field) + b"/"
+    return b"\0" not in rel and b"//" not in rel and b"/./" not in rel and b"/../" not in rel
 
 
 def _records(path: Path) -> Iterator[JournalRecord]:
@@ -343,7 +388,8 @@ def _records(path: Path) -> Iterator[JournalRecord]:
             if not line.endswith("\n") or line.startswith(END + "\t"):
                 break
             m = _RECORD.fullmatch(line, 0, len(line) - 1)
-            assert m is not None  # validated
+            if m is None or not _inside_root(m.group(5)):
+                raise JournalError(f"{path}: changed since it was validated: {_q(line)}")
             kind, label = m.group(3), m.group(4)
             old = None if kind == "-" else unescape(label) + (b"\0" if kind == "Z" else b"")
             yield JournalRecord(int(m.group(1)), int(m.group(2)), old, unescape(m.group(5)))

@@ -28,6 +28,7 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
+import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -177,7 +178,59 @@ def refusal_reason(
         identity: tuple[int, int] | None = (st.st_dev, st.st_ino)
     except OSError:
         identity = None
-    return RefusedPaths(refuse).reason(real, identity)
+    return _refusal(real, identity, RefusedPaths(refuse))
+
+
+def _unoctal(raw: str) -> str:
+    # mountinfo writes space, tab, newline and backslash as \ooo.
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
+
+
+def mount_aliases(path: str) -> list[str]:
+    """Other spellings of canonical ``path`` through bind mounts.
+
+    The mount holding ``path`` shows directory ``source`` of its file system;
+    every mount of the same file system that shows an ancestor of ``source``
+    gives an alias (``/srv/vol`` bind-mounted from ``/usr/share`` is also
+    ``/usr/share``). A bind mount of a *subdirectory* of a refused tree has
+    an identity no refused directory has, so only this catches it.
+    """
+    mounts: list[tuple[str, str, str]] = []  # device, root in the file system, mount point
+    try:
+        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                fields = line.split(" ")
+                if len(fields) >= 5:
+                    mounts.append((fields[2], _unoctal(fields[3]), _unoctal(fields[4])))
+    except OSError:
+        return []
+    holder = None
+    for mount in mounts:  # the longest mount point wins; a later mount hides an earlier one
+        if _inside(path, mount[2]) and (holder is None or len(mount[2]) >= len(holder[2])):
+            holder = mount
+    if holder is None:
+        return []
+    dev, root, point = holder
+    rest = path[len(point) :] if point != "/" else path
+    source = (root.rstrip("/") + "/" + rest.lstrip("/")).rstrip("/") or "/"
+    aliases = []
+    for other_dev, other_root, other_point in mounts:
+        if other_dev == dev and _inside(source, other_root):
+            tail = source[len(other_root) :] if other_root != "/" else source
+            alias = os.path.normpath(other_point.rstrip("/") + "/" + tail.lstrip("/"))
+            if alias != path:
+                aliases.append("/" if alias == "//" else alias)
+    return aliases
+
+
+def _refusal(real: str, identity: tuple[int, int] | None, refused: RefusedPaths) -> str | None:
+    why = refused.reason(real, identity)
+    if why is not None:
+        return why
+    for alias in mount_aliases(real):
+        if (alias_why := refused.reason(alias)) is not None:
+            return f"bind mount of {alias} ({alias_why})"
+    return None
 
 
 def check_relabel_allowed(
@@ -185,8 +238,13 @@ def check_relabel_allowed(
 ) -> Path:
     """The canonical ``path``, or :class:`~mcslabel.errors.RefusedPath` naming the reason."""
     real = canonical(path)
-    st = os.stat(real)
-    why = RefusedPaths(refuse).reason(real, (st.st_dev, st.st_ino))
+    try:
+        st = os.stat(real)
+    except OSError as exc:
+        raise RefusedPath(
+            f"{_q(os.fspath(path))} cannot be resolved: {exc.strerror}", path=real, reason="missing"
+        ) from exc
+    why = _refusal(real, (st.st_dev, st.st_ino), RefusedPaths(refuse))
     if why is not None:
         raise RefusedPath(
             f"refusing to relabel {_q(os.fspath(path))}: {why}", path=real, reason=why
@@ -201,5 +259,6 @@ __all__ = [
     "canonical",
     "check_relabel_allowed",
     "home_directories",
+    "mount_aliases",
     "refusal_reason",
 ]

@@ -260,6 +260,7 @@ class _Walk:
         self.chunk_dirs: list[_Dir] = []
         self.inflight: set[int] = set()
         self.multi_linked: set[tuple[int, int]] = set()
+        self.open_fds: set[int] = set()  # closed by run() if the walk is interrupted
         self.visited = 0
         self.changed = 0
         self.unchanged = 0
@@ -293,6 +294,7 @@ class _Walk:
             d.refs -= 1
             done = d.refs == 0
         if done and d.fd != self.root_fd:
+            self.open_fds.discard(d.fd)
             os.close(d.fd)
 
     def hold(self, d: _Dir) -> None:
@@ -313,11 +315,17 @@ class _Walk:
     def run(self) -> bool:
         """Walk everything under the root; True when the root may be labeled."""
         root = _Dir(self.root_fd, b"")
-        self.list_dir(root, None)
-        while self.stack:
-            parent, name = self.stack.pop()
-            self.enter(parent, name)
-        self.submit()
+        try:
+            self.list_dir(root, None)
+            while self.stack:
+                parent, name = self.stack.pop()
+                self.enter(parent, name)
+            self.submit()
+        finally:
+            # Empty unless an exception (Ctrl-C, a journal write) cut the walk short.
+            for fd in self.open_fds:
+                os.close(fd)
+            self.open_fds.clear()
         return self.failed == 0
 
     def enter(self, parent: _Dir, name: bytes) -> None:
@@ -330,6 +338,7 @@ class _Walk:
             return
         finally:
             self.release(parent)
+        self.open_fds.add(fd)
         d = _Dir(fd, rel)
         try:
             st = os.fstat(fd)
@@ -681,8 +690,13 @@ def relabel(
     try:
         st = os.fstat(root_fd)
         if stat.S_ISDIR(st.st_mode):
+            try:
+                dir_fd = os.open(root, _O_DIR)
+            except OSError as exc:
+                raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
+            # Swap only once the new fd exists: the finally below closes root_fd.
             os.close(root_fd)
-            root_fd = os.open(root, _O_DIR)
+            root_fd = dir_fd
             st2 = os.fstat(root_fd)
             if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
                 raise RelabelError(f"{root} was replaced while opening it")
