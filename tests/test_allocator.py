@@ -472,6 +472,51 @@ def test_constructor_validation() -> None:
         Allocator(MemoryStore(), exclude=["s0:cx"])
 
 
+@pytest.mark.parametrize(
+    "flags", [{"shared": "yes"}, {"shared": 1}, {"persistent": "no"}, {"persistent": None}]
+)
+def test_non_bool_flags_are_refused_before_anything_is_stored(
+    store: Store, flags: dict[str, object]
+) -> None:
+    alloc = Allocator(store, categories=8, exclude=())
+    with pytest.raises(InvalidInput, match=next(iter(flags))):
+        alloc.allocate("o", **flags)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=next(iter(flags))):
+        alloc.allocate("o", name="n", **flags)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match=next(iter(flags))):
+        alloc.reserve("s0:c1,c2", "o", **flags)  # type: ignore[arg-type]
+    # Nothing was written, so the store still reads back cleanly.
+    assert list(alloc.list()) == []
+    assert store.snapshot().allocations == ()
+
+
+def test_bad_host_exclude_and_proc_root_are_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="host"):
+        Allocator(MemoryStore(), host=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="exclude"):
+        Allocator(MemoryStore(), exclude=5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInput, match="proc_root"):
+        Allocator(MemoryStore()).gc(proc_root=5)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"max_attempts": 0},
+        {"max_attempts": -3},
+        {"max_attempts": 2.5},
+        {"max_attempts": True},
+        {"sync_interval": float("nan")},
+        {"sync_interval": float("inf")},
+        {"sync_interval": -1},
+        {"sync_interval": "1"},
+    ],
+)
+def test_bad_retry_and_sync_options_are_invalid_input(options: dict[str, object]) -> None:
+    with pytest.raises(InvalidInput, match=next(iter(options))):
+        Allocator(MemoryStore(), categories=8, **options)  # type: ignore[arg-type]
+
+
 def test_store_insert_contract(store: Store) -> None:
     rec = Allocation(level=lv("s0:c1,c2"), owners=["a"], created=1.0, name="n")
     assert store.insert(rec, generation=0) is InsertOutcome.INSERTED

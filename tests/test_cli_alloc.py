@@ -167,3 +167,18 @@ def test_real_subprocess_allocate_and_release(tmp_path: Path) -> None:
         timeout=60,
     )
     assert done.returncode == 3 and "is not allocated" in done.stderr
+
+
+def test_a_lease_beyond_year_9999_is_listed_and_renewed(
+    capsys: pytest.CaptureFixture[str], url: str
+) -> None:
+    code, out, _ = run(
+        capsys, "reserve", "--store", url, "--owner", "o:1", "--ttl", "1e300", "s0:c1,c2"
+    )
+    assert (code, out.strip()) == (0, "s0:c1,c2")
+    code, out, err = run(capsys, "list", "--store", url)
+    assert code == 0, err
+    assert out.splitlines()[1].split()[:4] == ["s0:c1,c2", "o:1", "-", f"{1e300:.0f}"]
+    code, out, err = run(capsys, "renew", "--store", url, "--ttl", "1e299", "s0:c1,c2")
+    assert code == 0, err
+    assert out.startswith("s0:c1,c2 expires 1") and "T" not in out

@@ -7,11 +7,13 @@ processes, each acting as one host.
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
@@ -149,6 +151,57 @@ def test_bad_urls_are_invalid_input(url: str, monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("MCSLABEL_ETCD_PASSWORD", raising=False)
     with pytest.raises(InvalidInput):
         open_store(url) if url.startswith("http") else parse_url(url)
+
+
+class _NotEtcd(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server that is not etcd: answers every POST 200 with ``server.body``."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body: bytes = self.server.body  # type: ignore[attr-defined]
+        declared: int = getattr(self.server, "declared", len(body))
+        self.send_response(200)
+        self.send_header("Content-Length", str(declared))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.mark.parametrize("body", [b"<html>hello</html>", b"{}", b"[]", b'{"token": 1}'])
+def test_a_server_that_is_not_etcd_gives_store_unavailable(body: bytes) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotEtcd)
+    server.body = body  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        for url in (f"etcd://127.0.0.1:{port}/p", f"etcd://u:pw@127.0.0.1:{port}/p"):
+            store = EtcdStore.from_url(f"{url}?timeout=2")
+            allocator = Allocator(store, categories=8, exclude=(), host="local")
+            with pytest.raises(StoreUnavailable, match="not an etcd v3 gateway"):
+                allocator.allocate("o")
+            with pytest.raises(StoreUnavailable, match="not an etcd v3 gateway"):
+                store.snapshot()
+            store.close()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_a_reply_cut_short_is_outcome_unknown_not_a_raw_requests_error() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _NotEtcd)
+    server.body, server.declared = b'{"hea', 100  # type: ignore[attr-defined]
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    store = EtcdStore.from_url(f"etcd://127.0.0.1:{server.server_address[1]}/p?timeout=1")
+    try:
+        # The request reached a server that then broke off: it may have been applied.
+        with pytest.raises(StoreOutcomeUnknown, match="IncompleteRead"):
+            store.snapshot()
+    finally:
+        store.close()
+        server.shutdown()
+        server.server_close()
 
 
 # --- the store contract on a real cluster ---------------------------------------------

@@ -14,7 +14,13 @@ from pathlib import Path
 import pytest
 
 from mcslabel.allocator import Allocator
-from mcslabel.errors import InvalidInput, MCSLabelError, StoreCorrupt, StoreError
+from mcslabel.errors import (
+    InvalidInput,
+    MCSLabelError,
+    StoreCorrupt,
+    StoreError,
+    StoreUnavailable,
+)
 from mcslabel.level import Level
 from mcslabel.stores import STORE_ENV, open_store, store_url
 from mcslabel.stores.base import Allocation, Store
@@ -56,6 +62,8 @@ n = 0
 while True:
     alloc.allocate(sys.argv[2])
     n += 1
+    if n == 20:
+        print("allocating", flush=True)
     if n % 50 == 0:
         alloc.release(next(alloc.owned_by(sys.argv[2])).level)
 """
@@ -73,7 +81,10 @@ def test_kill_9_mid_allocation_leaves_the_database_consistent(tmp_path: Path) ->
     try:
         for victim in victims:
             assert victim.stdout is not None and victim.stdout.readline() == "ready\n"
-        time.sleep(1.5)
+        # Wait for progress rather than a fixed time: a loaded machine may be slow to fsync.
+        for victim in victims:
+            assert victim.stdout is not None and victim.stdout.readline() == "allocating\n"
+        time.sleep(0.5)
         for victim in victims:
             victim.send_signal(signal.SIGKILL)
     finally:
@@ -93,6 +104,70 @@ def test_kill_9_mid_allocation_leaves_the_database_consistent(tmp_path: Path) ->
     alloc = Allocator(store, categories=256)
     new = {alloc.allocate("after").key for _ in range(100)}
     assert not new & set(keys)
+
+
+def test_a_locked_database_gives_store_unavailable_and_loses_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "labels.db"
+    store = SQLiteStore(path, busy_timeout=0.2)
+    alloc = Allocator(store, categories=16)
+    first = alloc.allocate("a")
+    holder = sqlite3.connect(path, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")  # another process in the middle of a write
+    try:
+        with pytest.raises(StoreUnavailable, match="another process holds it"):
+            alloc.allocate("b")
+        with pytest.raises(StoreUnavailable):
+            alloc.release(first.level)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    # The failed calls left nothing behind and the store works again.
+    assert [a.key for a in store.snapshot().allocations] == [first.key]
+    second = alloc.allocate("b")
+    assert second.key != first.key
+    assert store.integrity_problems() == []
+
+
+@pytest.mark.parametrize("timeout", [float("inf"), float("nan"), -1.0, "5", True])
+def test_bad_busy_timeout_is_invalid_input(tmp_path: Path, timeout: object) -> None:
+    with pytest.raises(InvalidInput, match="busy_timeout"):
+        SQLiteStore(tmp_path / "labels.db", busy_timeout=timeout)  # type: ignore[arg-type]
+    assert not (tmp_path / "labels.db").exists()
+
+
+@pytest.mark.parametrize("query", ["busy_timeout=inf", "busy_timeout=nan", "busy_timeout=-1"])
+def test_bad_busy_timeout_in_url_is_invalid_input(tmp_path: Path, query: str) -> None:
+    with pytest.raises(InvalidInput, match="busy_timeout"):
+        open_store(f"sqlite://{tmp_path}/labels.db?{query}")
+
+
+def test_a_closed_store_gives_a_store_error_not_corruption(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "labels.db")
+    alloc = Allocator(store, categories=8)
+    held = alloc.allocate("o")
+    store.close()
+    for call in (store.snapshot, lambda: store.get(held.level), lambda: alloc.allocate("p")):
+        with pytest.raises(StoreError, match="is closed") as raised:
+            call()
+        assert not isinstance(raised.value, StoreCorrupt)
+    store.close()  # closing twice is harmless
+    assert [a.key for a in SQLiteStore(tmp_path / "labels.db").snapshot().allocations] == [held.key]
+
+
+def test_a_fifo_or_device_path_is_refused_at_once(tmp_path: Path) -> None:
+    fifo = tmp_path / "labels.db"
+    os.mkfifo(fifo)  # opening it for reading would block forever without a writer
+    with pytest.raises(StoreError, match="not a regular file"):
+        SQLiteStore(fifo)
+    with pytest.raises(StoreError, match="not a regular file"):
+        SQLiteStore("/dev/null")
+
+
+def test_nul_byte_in_path_is_invalid_input(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="NUL"):
+        open_store(f"sqlite://{tmp_path}/la\x00bels.db")
+    with pytest.raises(InvalidInput, match="NUL"):
+        SQLiteStore(f"{tmp_path}/la\x00bels.db")
 
 
 # --- bad files: clear errors, nothing overwritten --------------------------
@@ -179,7 +254,7 @@ def test_unwritable_locations(tmp_path: Path) -> None:
 
 def test_read_only_database_file_gives_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "labels.db"
-    Allocator(SQLiteStore(path)).allocate("o")
+    first = Allocator(SQLiteStore(path)).allocate("o")
     # Root ignores file modes; a read-only bind of the file is the honest test.
     script = (
         "from mcslabel.allocator import Allocator\n"
@@ -207,7 +282,8 @@ def test_read_only_database_file_gives_a_store_error(tmp_path: Path) -> None:
     assert ro.returncode == 1
     assert "mcslabel.errors.StoreError" in ro.stderr
     assert "read-only mount" in ro.stderr
-    assert Allocator(SQLiteStore(path)).list() is not None
+    # The refused write lost nothing and added nothing.
+    assert [a.key for a in Allocator(SQLiteStore(path)).list()] == [first.key]
 
 
 def test_default_path_for_root_and_users(monkeypatch: pytest.MonkeyPatch) -> None:

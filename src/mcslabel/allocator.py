@@ -273,6 +273,14 @@ class Discovered:
     detail: str = ""
 
 
+def _check_flags(shared: bool, persistent: bool) -> None:
+    # Records are built unvalidated (Allocation.trusted): a non-bool flag would be stored
+    # and make every later read of the store fail as corrupt.
+    for what, value in (("shared", shared), ("persistent", persistent)):
+        if not isinstance(value, bool):
+            raise InvalidInput(f"{what} must be True or False, got {_q(value)}")
+
+
 def _check_ttl(ttl: float | None, persistent: bool) -> None:
     if ttl is None:
         return
@@ -332,8 +340,18 @@ class Allocator:
             raise InvalidInput(f"categories must be an integer >= 2, got {_q(categories)}")
         if categories > 1 << 16:
             raise InvalidInput(f"categories {categories} is beyond any SELinux policy")
-        if isinstance(exclude, str):
-            raise InvalidInput("exclude must be a collection of levels, not one string")
+        if isinstance(exclude, str) or not isinstance(exclude, Iterable):
+            raise InvalidInput(f"exclude must be a collection of levels, not {_q(exclude)}")
+        if isinstance(max_attempts, bool) or not isinstance(max_attempts, int) or max_attempts < 1:
+            raise InvalidInput(f"max_attempts must be an integer >= 1, got {_q(max_attempts)}")
+        if (
+            isinstance(sync_interval, bool)
+            or not isinstance(sync_interval, (int, float))
+            or not 0 <= sync_interval < math.inf  # also refuses NaN
+        ):
+            raise InvalidInput(
+                f"sync_interval must be a finite number >= 0, got {_q(sync_interval)}"
+            )
         self.store = store
         self.categories = categories
         self.total_pairs = pair_count(categories)
@@ -345,6 +363,8 @@ class Allocator:
         for level in self.exclude:
             if not level.categories:
                 raise InvalidLevel(f"excluding {level} would exclude every level")
+        if host is not None and not isinstance(host, str):
+            raise InvalidInput(f"host must be a string, got {_q(host)}")  # stored in records
         self.host = host if host is not None else socket.gethostname()
         check_owner(f"pid:1@{self.host}")
         self.clock = clock
@@ -533,6 +553,7 @@ class Allocator:
         when no pair is free.
         """
         check_owner(owner)
+        _check_flags(shared, persistent)
         _check_ttl(ttl, persistent)
         if name is not None:
             return self._allocate_named(owner, check_name(name), ttl, persistent)
@@ -715,6 +736,7 @@ class Allocator:
         """
         wanted = self._level(level)
         check_owner(owner)
+        _check_flags(shared, persistent)
         _check_ttl(ttl, persistent)
         if not wanted.categories:
             raise InvalidLevel(
@@ -824,6 +846,8 @@ class Allocator:
         owners of other hosts are never touched. Persistent allocations have
         no lease, but their dead-process owners are still dropped.
         """
+        if not isinstance(proc_root, (str, os.PathLike)):
+            raise InvalidInput(f"proc_root must be a path, got {_q(proc_root)}")
         root = Path(proc_root)
         events: builtins.list[GcEvent] = []
         now = self.clock()

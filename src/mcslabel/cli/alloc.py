@@ -39,7 +39,11 @@ def _add_common(parser: argparse.ArgumentParser) -> None:
 def _when(timestamp: float | None) -> str:
     if timestamp is None:
         return "-"
-    return datetime.datetime.fromtimestamp(timestamp, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    try:
+        moment = datetime.datetime.fromtimestamp(timestamp, datetime.UTC)
+    except (OverflowError, ValueError, OSError):
+        return f"{timestamp:.0f}"  # a lease past year 9999 (a huge --ttl): still a valid record
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _show(record: Allocation | None, args: argparse.Namespace) -> None:

@@ -286,6 +286,8 @@ class _Members:
             raise StoreError(
                 f"the etcd store needs etcd3gw (pip install 'mcslabel[etcd]'): {exc}"
             ) from None
+        # etcd3gw maps only timeouts and connection errors; other requests errors escape it.
+        self._requests_error = importlib.import_module("requests").exceptions.RequestException
         self._config = config
         protocol = "https" if config.tls else "http"
         self._clients = [
@@ -399,6 +401,22 @@ class _Members:
                         self._token = None
                         continue
                     raise _Refused(code, message) from None
+                except (ValueError, KeyError, TypeError) as exc:
+                    # A 200 that is not JSON (or a bad auth reply): something else listens there.
+                    unreachable += 1
+                    failures[self.endpoint(index)] = f"not an etcd v3 gateway ({exc})"[:120]
+                    continue
+                except self._requests_error as exc:
+                    ambiguous = True  # sent, then the reply broke: it may have been applied
+                    failures[self.endpoint(index)] = str(exc)[:120]
+                    continue
+                if not isinstance(reply, dict) or not any(
+                    isinstance(reply.get(part), dict) for part in ("header", "result", "error")
+                ):
+                    # Every etcd v3 reply carries a header (a streamed one: a result or error).
+                    unreachable += 1
+                    failures[self.endpoint(index)] = "not an etcd v3 gateway (reply has no header)"
+                    continue
                 self._current = index
                 return reply, ambiguous
             remaining = deadline - time.monotonic()

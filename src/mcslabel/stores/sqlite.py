@@ -10,6 +10,7 @@ down or reset to recover.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -78,6 +79,8 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
         if "readonly" in text or "unable to open" in text:
             hint = " (the file or its directory is not writable, or is on a read-only mount)"
         return StoreError(f"SQLite store {path}: {doing}: {text}{hint}")
+    if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
+        return StoreError(f"SQLite store {path}: {doing}: {text}")  # misuse, not damage
     return StoreCorrupt(
         f"SQLite store {path} is damaged ({text}) while {doing}; it was left untouched"
     )
@@ -99,11 +102,18 @@ class SQLiteStore:
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise InvalidInput(f"synchronous must be 'full' or 'normal', not {_q(synchronous)}")
+        if isinstance(busy_timeout, bool) or not isinstance(busy_timeout, (int, float)):
+            raise InvalidInput(f"busy_timeout must be a number of seconds, not {_q(busy_timeout)}")
+        if not 0 <= busy_timeout <= 86400:  # also refuses NaN
+            raise InvalidInput(f"busy_timeout must be 0 to 86400 seconds, not {busy_timeout}")
         self.path = Path(path) if path is not None else default_path()
+        if "\x00" in str(self.path):
+            raise InvalidInput(f"SQLite store path {_q(str(self.path))} contains a NUL byte")
         if not self.path.is_absolute():
             raise InvalidInput(f"SQLite store path {_q(str(self.path))} must be absolute")
         self.synchronous: Synchronous = synchronous
         self._lock = threading.RLock()
+        self._closed = False
         self._check_file()
         try:
             self._conn = sqlite3.connect(
@@ -132,6 +142,8 @@ class SQLiteStore:
         if path.is_dir():
             raise StoreError(f"SQLite store path {path} is a directory, not a database file")
         if path.exists():
+            if not path.is_file():  # a FIFO or device would block or fail obscurely on open
+                raise StoreError(f"SQLite store path {path} is not a regular file")
             try:
                 with path.open("rb") as fh:
                     head = fh.read(len(_SQLITE_MAGIC))
@@ -215,6 +227,8 @@ class SQLiteStore:
     @contextmanager
     def _transaction(self, mode: str, doing: str) -> Iterator[sqlite3.Connection]:
         with self._lock:
+            if self._closed:
+                raise StoreError(f"the SQLite store {self.path} is closed")
             conn = self._conn
             try:
                 conn.execute(f"BEGIN {mode}")
@@ -226,7 +240,9 @@ class SQLiteStore:
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
-                    conn.execute("ROLLBACK")
+                    # SQLite has rolled back itself when the connection is unusable.
+                    with contextlib.suppress(sqlite3.Error):
+                        conn.execute("ROLLBACK")
                 raise _store_error(exc, self.path, doing) from None
 
     def _meta(self, conn: sqlite3.Connection) -> tuple[int, int]:
@@ -370,6 +386,7 @@ class SQLiteStore:
 
     def close(self) -> None:
         with self._lock:
+            self._closed = True
             self._conn.close()
 
     # --- SQLite only ----------------------------------------------------
