@@ -23,17 +23,10 @@ from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, InvalidLevel
 from mcslabel.journal import read_journal
 from mcslabel.relabel import RelabelProgress, relabel, restore, target_context
+from tests.xattrs import XATTR, label
 
-XATTR = "security.selinux"
 PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
 OLD = b"system_u:object_r:user_tmp_t:s0\0"
-
-
-def label(path: Path) -> bytes | None:
-    try:
-        return os.getxattr(path, XATTR, follow_symlinks=False)
-    except OSError:
-        return None
 
 
 def entries(root: Path) -> Iterator[Path]:

@@ -22,25 +22,11 @@ from mcslabel.journal import (
     wait_unlocked,
 )
 from mcslabel.relabel import PARALLEL_MIN_ENTRIES, RelabelProgress, relabel, restore
+from tests.xattrs import XATTR, every, label
 
-XATTR = "security.selinux"
 PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
 OLD = b"system_u:object_r:user_tmp_t:s0\0"
 LINKED = b"unconfined_u:object_r:user_home_t:s0\0"
-
-
-def label(path: Path) -> bytes | None:
-    try:
-        return os.getxattr(path, XATTR, follow_symlinks=False)
-    except OSError:
-        return None
-
-
-def every(root: Path) -> list[Path]:
-    out = [root]
-    for dirpath, dirnames, filenames in os.walk(root):
-        out += [Path(dirpath, n) for n in dirnames + filenames]
-    return out
 
 
 def make_tree(root: Path, dirs: int, files: int) -> None:

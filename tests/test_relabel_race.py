@@ -14,23 +14,9 @@ import pytest
 
 from mcslabel.journal import read_journal, wait_unlocked
 from mcslabel.relabel import relabel, restore
+from tests.xattrs import XATTR, every, label
 
-XATTR = "security.selinux"
 OUTSIDE = b"system_u:object_r:shadow_t:s0\0"
-
-
-def label(path: Path) -> bytes | None:
-    try:
-        return os.getxattr(path, XATTR, follow_symlinks=False)
-    except OSError:
-        return None
-
-
-def every(root: Path) -> list[Path]:
-    out = [root]
-    for dirpath, dirnames, filenames in os.walk(root):
-        out += [Path(dirpath, n) for n in dirnames + filenames]
-    return out
 
 
 @pytest.mark.parametrize("workers", [0, 2])
