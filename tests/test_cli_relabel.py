@@ -11,15 +11,7 @@ from pathlib import Path
 import pytest
 
 from mcslabel.cli import main
-
-XATTR = "security.selinux"
-
-
-def label(path: Path) -> bytes | None:
-    try:
-        return os.getxattr(path, XATTR, follow_symlinks=False)
-    except OSError:
-        return None
+from tests.xattrs import XATTR, label
 
 
 @pytest.fixture

@@ -21,16 +21,9 @@ from mcslabel.journal import (
     unescape,
 )
 from mcslabel.relabel import relabel, restore
+from tests.xattrs import XATTR, label
 
-XATTR = "security.selinux"
 HEADER = JournalHeader(root="/x", dev=1, ino=2, target="u:r:t:s0", started="now")
-
-
-def label(path: Path) -> bytes | None:
-    try:
-        return os.getxattr(path, XATTR, follow_symlinks=False)
-    except OSError:
-        return None
 
 
 @given(st.binary(max_size=300))
