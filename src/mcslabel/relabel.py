@@ -25,11 +25,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import signal
 import stat
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
@@ -564,6 +565,20 @@ def _default_workers(root_fd: int) -> int:
     return min(cores, MAX_DEFAULT_WORKERS)
 
 
+@contextlib.contextmanager
+def _signals_deferred() -> Iterator[None]:
+    """Hold signal handlers (Ctrl-C...) back for a few syscalls.
+
+    A handler that raises right after ``os.open`` returns, before its result
+    is stored, would leak the fd; blocked signals are delivered on exit instead.
+    """
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+
+
 def _count_entries(root_fd: int, limit: int) -> int:
     """Entries under ``root_fd``, counted up to ``limit`` (names only: cheap)."""
     seen = 0
@@ -650,22 +665,25 @@ def relabel(
         raise InvalidInput(f"journal {_q(os.fspath(journal))} must not be inside {root}")
     if workers is not None and workers < 0:
         raise InvalidInput(f"workers must be >= 0, got {workers}")
-    try:
-        root_fd = os.open(root, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-    except OSError as exc:
-        raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
     writer: JournalWriter | None = None
     segments: list[JournalWriter] = []
+    root_fd = -1
     try:
-        st = os.fstat(root_fd)
-        if stat.S_ISDIR(st.st_mode):
+        # Signals wait until each fd is stored where the finally below closes it.
+        with _signals_deferred():
             try:
-                dir_fd = os.open(root, _O_DIR)
+                root_fd = os.open(root, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError as exc:
                 raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
-            # Swap only once the new fd exists: the finally below closes root_fd.
-            os.close(root_fd)
-            root_fd = dir_fd
+            st = os.fstat(root_fd)
+            if stat.S_ISDIR(st.st_mode):
+                try:
+                    dir_fd = os.open(root, _O_DIR)
+                except OSError as exc:
+                    raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
+                path_fd, root_fd = root_fd, dir_fd
+                os.close(path_fd)
+        if stat.S_ISDIR(st.st_mode):
             st2 = os.fstat(root_fd)
             if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
                 raise RelabelError(f"{root} was replaced while opening it")
@@ -713,7 +731,8 @@ def relabel(
             seg.close()
         if writer is not None:
             writer.close()
-        os.close(root_fd)
+        if root_fd >= 0:
+            os.close(root_fd)
     return RelabelResult(
         root=root,
         context=ctx,
