@@ -151,9 +151,14 @@ def test_a_dead_worker_fails_the_relabel_and_its_segment_still_restores(
     make_tree(vol, 200, 40)
     scan = _relabel_procs._Worker.scan
 
-    def slow_scan(self: _relabel_procs._Worker, d: _relabel_procs.OpenDir, stack: list) -> None:  # type: ignore[type-arg]
+    def slow_scan(
+        self: _relabel_procs._Worker,
+        d: _relabel_procs.OpenDir,
+        stack: list,  # type: ignore[type-arg]
+        mode: int,
+    ) -> None:
         time.sleep(0.002)  # >= 0.4 s a worker: still working when a loaded parent looks
-        scan(self, d, stack)
+        scan(self, d, stack, mode)
 
     monkeypatch.setattr(_relabel_procs._Worker, "scan", slow_scan)
     before = {p: label(p) for p in every(vol)}
@@ -279,3 +284,48 @@ def test_an_interrupt_at_any_moment_leaves_no_worker_and_no_fd(tmp_path: Path) -
             assert leaked == [], delay
     finally:
         signal.signal(signal.SIGALRM, old)
+
+
+def test_no_label_changes_before_the_deferred_journal_is_durable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 40, 200)  # 8,000 entries: several batches per worker
+    complete = JournalWriter.complete
+    seen_while_waiting: list[set[bytes | None]] = []
+
+    def slow_complete(self: JournalWriter) -> None:
+        time.sleep(0.3)  # the workers have read well past their first batch by now
+        seen_while_waiting.append({label(p) for p in every(vol)})
+        names = [p.name for p in tmp_path.iterdir()]
+        assert "j" in names and "j.1" in names
+        assert (tmp_path / "j").read_bytes() == b""  # no header before the segments are synced
+        complete(self)
+
+    monkeypatch.setattr(JournalWriter, "complete", slow_complete)
+    result = relabel(vol, level="s0:c1,c2", workers=2, journal=tmp_path / "j")
+    assert seen_while_waiting == [{OLD}]
+    assert result.ok and result.changed == 8000 + 40 + 1
+    header, finished, _ = read_journal(tmp_path / "j")
+    assert finished and header.extra["segments"] == ["j.1", "j.2"]
+
+
+def test_a_journal_that_cannot_be_made_durable_changes_nothing_and_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A disk that fails fsync cannot be made here; the failure is raised where
+    # complete() would meet it, after the workers started reading.
+    vol = tmp_path / "vol"
+    make_tree(vol, 40, 200)
+
+    def failing_complete(self: JournalWriter) -> None:
+        time.sleep(0.2)
+        raise JournalError(f"cannot write journal {self.path}: Input/output error")
+
+    monkeypatch.setattr(JournalWriter, "complete", failing_complete)
+    others = set(_children())
+    with pytest.raises(JournalError, match="Input/output error"):
+        relabel(vol, level="s0:c1,c2", workers=2, journal=tmp_path / "j")
+    assert {label(p) for p in every(vol)} == {OLD}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["vol"]
+    assert set(_children()) <= others  # the workers were reaped

@@ -19,8 +19,12 @@ from tests.xattrs import XATTR, every, label
 OUTSIDE = b"system_u:object_r:shadow_t:s0\0"
 
 
-@pytest.mark.parametrize("workers", [0, 2])
-def test_symlink_swaps_never_redirect_a_label_outside(tmp_path: Path, workers: int) -> None:
+@pytest.mark.parametrize(
+    ("workers", "top_right"), [(0, False), (2, False), (2, True)], ids=["serial", "2", "2-by-dir"]
+)
+def test_symlink_swaps_never_redirect_a_label_outside(
+    tmp_path: Path, workers: int, top_right: bool
+) -> None:
     outside = tmp_path / "outside"
     (outside / "nested").mkdir(parents=True)
     for i in range(50):
@@ -54,7 +58,12 @@ def test_symlink_swaps_never_redirect_a_label_outside(tmp_path: Path, workers: i
     thread = threading.Thread(target=swapper, daemon=True)
     thread.start()
     try:
-        results = [relabel(vol, level=f"s0:c{i},c{i + 100}", workers=workers) for i in range(1, 41)]
+        results = []
+        for i in range(1, 41):
+            if top_right:  # the walk by directory (lstat, shared lock) does the writes
+                ctx = f"system_u:object_r:container_file_t:s0:c{i},c{i + 100}\0"
+                os.setxattr(vol, XATTR, ctx.encode())
+            results.append(relabel(vol, level=f"s0:c{i},c{i + 100}", workers=workers))
     finally:
         stop.set()
         thread.join()
@@ -71,9 +80,9 @@ CHILD = textwrap.dedent(
 
     scan = _relabel_procs._Worker.scan
 
-    def slow_scan(self, d, stack):
+    def slow_scan(self, d, stack, mode):
         time.sleep(0.01)  # worker processes do not wait for progress(): widen the window
-        scan(self, d, stack)
+        scan(self, d, stack, mode)
 
     _relabel_procs._Worker.scan = slow_scan
 

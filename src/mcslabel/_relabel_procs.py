@@ -17,6 +17,22 @@ pinned directory, like ``*xattrat`` with ``AT_SYMLINK_NOFOLLOW``, without the
 ctypes call (measured 6.1 against 9.4 us a read). Changing the working
 directory is fine in a worker process; the caller's process never does it.
 
+When the top directory's label is already right (the tree was most likely
+relabeled whole before, and is being checked again), the workers share the
+tree *by directory* instead: the owner of a directory (``mix(inode) %
+workers`` of the directory) lists it and reads every label in it, the other
+workers list it only to find its subdirectories, and skip it unopened for
+its entries when ``st_nlink == 2`` says it has none (only on file systems
+known to keep that count: ext2/3/4, XFS, tmpfs). Each entry is then listed
+by one worker, not by all. Hard links are the price: two links of one inode
+may sit in directories of different workers, so in such a walk every wrong
+label is ``lstat``\\ ed, and an inode with more than one link is labeled in a
+batch under a lock shared by the workers, re-read first, so it is written
+(and journaled) once. That ``lstat`` is why a first relabel, where every
+label is wrong, keeps the inode split. Directories bigger than
+:data:`BIG_DIRECTORY_BYTES` are shared by inode in either walk, so one huge
+directory still uses every worker.
+
 Each worker journals into its own segment (``JOURNAL.<n>``) with the same rule
 as the serial walk: records are ``fdatasync``\\ ed before the labels change.
 Workers die with the parent (``PR_SET_PDEATHSIG``), and every one of them
@@ -29,6 +45,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import errno
+import fcntl
 import marshal
 import os
 import selectors
@@ -48,6 +65,17 @@ _FS_ENCODING: Final = sys.getfilesystemencoding()
 _PROGRESS: Final = struct.Struct("<4q")
 _PR_SET_PDEATHSIG: Final = 1
 _PROGRESS_EVERY: Final = 0.05
+# A directory bigger than this is shared by inode even in a walk by directory:
+# at ~16-32 bytes an entry that is a few thousand entries, ~10-20 ms of labels.
+BIG_DIRECTORY_BYTES: Final = 64 * 1024
+# Multi-linked wrong entries per batch under the shared lock (each holds its directory open).
+LINKED_BATCH: Final = 128
+# File systems whose directories count their subdirectories in st_nlink (2 + n).
+_NLINK_COUNTS_SUBDIRS: Final = frozenset({0xEF53, 0x58465342, 0x01021994})  # ext2-4, XFS, tmpfs
+
+# How a worker treats the entries of one directory.
+_BY_INODE: Final = 0  # every worker lists it; each labels the inodes it owns
+_EVERY: Final = 1  # this worker owns the directory: it labels every entry
 
 Counts = tuple[int, int, int, int]  # visited, changed, unchanged, failed
 ErrorRecord = tuple[bytes, int, str]  # path relative to the root, errno, message
@@ -56,6 +84,20 @@ ErrorRecord = tuple[bytes, int, str]  # path relative to the root, errno, messag
 def owner(ino: int, workers: int) -> int:
     """The worker that labels inode ``ino``."""
     return ((ino * MIX) >> 16) % workers
+
+
+def nlink_counts_subdirs(fd: int) -> bool:
+    """True when the file system of ``fd`` keeps ``st_nlink == 2 + subdirectories``
+    for directories (btrfs, overlayfs and others do not, or not always)."""
+    try:
+        fstatfs = ctypes.CDLL(None, use_errno=True).fstatfs
+    except (OSError, AttributeError):
+        return False
+    buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first word
+    if fstatfs(fd, buf) != 0:
+        return False
+    (f_type,) = struct.unpack_from("@l", buf, 0)
+    return int(f_type) & 0xFFFFFFFF in _NLINK_COUNTS_SUBDIRS
 
 
 class Spec:
@@ -74,6 +116,8 @@ class Spec:
         batch_entries: int,
         batch_dirs: int,
         max_errors: int,
+        by_directory: bool = False,
+        nlink_counts_subdirs: bool = False,
     ) -> None:
         self.root_fd = root_fd
         self.root_dev = root_dev
@@ -85,6 +129,13 @@ class Spec:
         self.batch_entries = batch_entries
         self.batch_dirs = batch_dirs
         self.max_errors = max_errors
+        self.by_directory = by_directory
+        self.nlink_counts_subdirs = nlink_counts_subdirs
+        # The lock that multi-linked entries are labeled under (a walk by directory);
+        # a POSIX record lock, which is per process, on a file the fork shares.
+        self.lock_fd = -1
+        # Read end of the pipe that says the journal is durable (-1: nothing to wait for).
+        self.go_fd = -1
 
 
 class Totals:
@@ -150,9 +201,17 @@ class _Worker:
         self.errors: list[ErrorRecord] = []
         self.error_counts: dict[str, int] = {}
         # (directory, name or None for the directory itself, device, inode, old label)
-        self.pending: list[tuple[OpenDir, str | None, int, int, bytes | None]] = []
+        # The batch to journal, then write: its records, the wrong names grouped
+        # by directory, the wrong directories, and every directory it holds open.
+        self.records: list[str] = []
+        self.pending: list[tuple[OpenDir, list[str]]] = []
+        self.pending_dir_labels: list[OpenDir] = []
         self.pending_dirs: list[OpenDir] = []
+        self.fields: dict[bytes | None, str] = {}
         self.inflight: set[Any] = set()
+        # Multi-linked entries with a wrong label, for the shared lock (walk by directory).
+        self.linked: list[tuple[OpenDir, str, int, int]] = []
+        self.cleared = spec.go_fd < 0
         self.next_progress = 0.0
 
     def error(self, rel: bytes, exc: OSError) -> None:
@@ -162,6 +221,15 @@ class _Worker:
         self.error_counts[key] = self.error_counts.get(key, 0) + 1
         if len(self.errors) < self.spec.max_errors:
             self.errors.append((rel or b".", code, exc.strerror or str(exc)))
+
+    def wait_until_journal_durable(self) -> None:
+        """Block until the parent has made the journal itself durable (its
+        segments' names, its header); labels may change only after that."""
+        if self.cleared:
+            return
+        if os.read(self.spec.go_fd, 1) != b"1":
+            raise RuntimeError("the journal could not be made durable; no label changed")
+        self.cleared = True
 
     def release(self, d: OpenDir) -> None:
         d.refs -= 1
@@ -183,12 +251,13 @@ class _Worker:
             raise OSError(errno.ESTALE, "the root changed under the relabel")
         root = OpenDir(fd, b"", st.st_dev)
         stack: list[tuple[OpenDir, str, int]] = []
-        self.scan(root, stack)
+        self.scan(root, stack, _BY_INODE)
         self.release(root)
         while stack:
             parent, name, ino = stack.pop()
             self.enter(parent, name, ino, stack)
         self.flush(None)
+        self.flush_linked(None)
         self.send_progress(force=True)
         if self.segment is not None:
             self.segment.finish({"changed": self.changed, "failed": self.failed})
@@ -221,7 +290,15 @@ class _Worker:
                 if own:
                     self.error(rel, PermissionError(errno.EPERM, f"a mount of {why}; not entered"))
                 return
-            self.scan(d, stack)
+            if not spec.by_directory or st.st_size > BIG_DIRECTORY_BYTES:
+                self.scan(d, stack, _BY_INODE)
+            elif own:
+                self.scan(d, stack, _EVERY)
+            elif not (
+                spec.nlink_counts_subdirs and st.st_nlink == 2 and st.st_dev == spec.root_dev
+            ):
+                self.find_subdirs(d, stack)
+            # else: another worker's directory without subdirectories, nothing to do here
             if own:
                 self.visited += 1
                 self.label_dir(d, st.st_ino)
@@ -243,7 +320,8 @@ class _Worker:
         if self.segment is not None:
             d.refs += 1
             self.pending_dirs.append(d)
-            self.pending.append((d, None, d.dev, ino, old))
+            self.pending_dir_labels.append(d)
+            self.records.append(f"{d.dev}\t{ino}\t{label_field(old)}\t{_journal_path(d, None)}\n")
             return
         try:
             os.setxattr(d.fd, XATTR, target)
@@ -251,17 +329,39 @@ class _Worker:
         except OSError as exc:
             self.error(d.rel, exc)
 
-    def scan(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]]) -> None:
-        """Label the entries of ``d`` this worker owns; queue its directories."""
+    def find_subdirs(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]]) -> None:
+        """Queue the subdirectories of another worker's directory (walk by directory)."""
+        try:
+            with os.scandir(d.fd) as it:
+                for entry in it:
+                    try:
+                        if entry.is_dir(follow_symlinks=False):
+                            d.refs += 1
+                            stack.append((d, entry.name, entry.inode()))
+                    except OSError as exc:
+                        if owner(entry.inode(), self.n) == self.k:  # reported once
+                            self.error(d.child(os.fsencode(entry.name)), exc)
+        except OSError:
+            pass  # the directory's owner reports it
+
+    def scan(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]], mode: int) -> None:
+        """Label the entries of ``d`` this worker owns (``mode``); queue its directories."""
         n, k = self.n, self.k
-        target = self.spec.target
+        spec = self.spec
+        target = spec.target
         bare = target[:-1]
         getx, setx = os.getxattr, os.setxattr
         journaled = self.segment is not None
-        careful = bool(self.spec.mount_points)
-        pending = self.pending
+        careful = bool(spec.mount_points)
+        every = mode == _EVERY
+        # Links of one inode may sit in other workers' directories: count them first.
+        count_links = spec.by_directory
+        records = self.records
+        fields = self.fields
+        group: list[str] | None = None  # this directory's names in the batch
+        prefix = devtab = ""
         inflight = self.inflight
-        same_dev = d.dev == self.spec.root_dev
+        same_dev = d.dev == spec.root_dev
         visited = changed = unchanged = 0
         if journaled:
             d.refs += 1
@@ -279,11 +379,11 @@ class _Worker:
                         self.error(d.child(os.fsencode(entry.name)), exc)
                         continue
                     ino = entry.inode()
-                    if ((ino * MIX) >> 16) % n != k:
+                    if not every and ((ino * MIX) >> 16) % n != k:
                         continue
                     visited += 1
                     name = entry.name
-                    if careful and d.child(os.fsencode(name)) in self.spec.mount_points:
+                    if careful and d.child(os.fsencode(name)) in spec.mount_points:
                         self.skipped_mounts += 1  # a file bind-mounted into the tree
                         unchanged += 1
                         continue
@@ -297,16 +397,42 @@ class _Worker:
                     if old in (target, bare):
                         unchanged += 1
                         continue
+                    if count_links:
+                        try:
+                            links = os.lstat(name).st_nlink
+                        except OSError as exc:
+                            self.error(d.child(os.fsencode(name)), exc)
+                            continue
+                        if links > 1:
+                            d.refs += 1
+                            self.linked.append((d, name, d.dev, ino))
+                            if len(self.linked) >= LINKED_BATCH:
+                                self.flush_linked(d)
+                            continue
                     if journaled:
                         key = ino if same_dev else (d.dev, ino)
                         if key in inflight:
                             unchanged += 1  # another link of an inode in this batch
                             continue
                         inflight.add(key)
-                        pending.append((d, name, d.dev, ino, old))
-                        if len(pending) >= self.spec.batch_entries:
+                        if group is None:
+                            group = []
+                            self.pending.append((d, group))
+                            prefix = _journal_path(d, "")
+                            devtab = f"{d.dev}\t"
+                        group.append(name)
+                        field = fields.get(old)
+                        if field is None:
+                            field = fields[old] = label_field(old)
+                        if name.isascii() and name.isprintable() and "\\" not in name:
+                            path = prefix + name  # nearly every name: no escaping needed
+                        else:
+                            path = d.escaped_child(os.fsencode(name))
+                        records.append(f"{devtab}{ino}\t{field}\t{path}\n")
+                        if len(records) >= spec.batch_entries:
                             self.flush(d)
-                            pending = self.pending
+                            records = self.records
+                            group = None
                         continue
                     try:
                         setx(name, XATTR, target, follow_symlinks=False)
@@ -318,39 +444,97 @@ class _Worker:
         self.visited += visited
         self.changed += changed
         self.unchanged += unchanged
-        if journaled and len(self.pending_dirs) >= self.spec.batch_dirs:
+        if journaled and len(self.pending_dirs) >= spec.batch_dirs:
             self.flush(None)
         self.send_progress()
 
+    def flush_linked(self, current: OpenDir | None) -> None:
+        """Label the queued multi-linked entries under the workers' shared lock.
+
+        Each is read again under the lock: another worker (or another link in
+        this batch) may have labeled the inode since, and then it is right.
+        With a journal, the records are synced before any of these writes.
+        """
+        items, self.linked = self.linked, []
+        if not items:
+            return
+        target = self.spec.target
+        right = (target, target[:-1])
+        getx, setx = os.getxattr, os.setxattr
+        fcntl.lockf(self.spec.lock_fd, fcntl.LOCK_EX)
+        try:
+            seen: set[tuple[int, int]] = set()
+            todo: list[tuple[OpenDir, str, int, int, bytes | None]] = []
+            cwd: OpenDir | None = None
+            for d, name, dev, ino in items:
+                if (dev, ino) in seen:
+                    self.unchanged += 1  # another link of an inode in this batch
+                    continue
+                seen.add((dev, ino))
+                if d is not cwd:
+                    os.fchdir(d.fd)
+                    cwd = d
+                try:
+                    old: bytes | None = getx(name, XATTR, follow_symlinks=False)
+                except OSError as exc:
+                    if exc.errno != errno.ENODATA:
+                        self.error(d.child(os.fsencode(name)), exc)
+                        continue
+                    old = None
+                if old in right:
+                    self.unchanged += 1  # labeled by another worker since
+                    continue
+                todo.append((d, name, dev, ino, old))
+            if todo and self.segment is not None:
+                seq = self.segment.append(
+                    f"{dev}\t{ino}\t{label_field(old)}\t{_journal_path(d, name)}\n"
+                    for d, name, dev, ino, old in todo
+                )
+                self.segment.sync_through(seq)
+                self.wait_until_journal_durable()
+            for d, name, _dev, _ino, _old in todo:
+                if d is not cwd:
+                    os.fchdir(d.fd)
+                    cwd = d
+                try:
+                    setx(name, XATTR, target, follow_symlinks=False)
+                    self.changed += 1
+                except OSError as exc:
+                    self.error(d.child(os.fsencode(name)), exc)
+        finally:
+            fcntl.lockf(self.spec.lock_fd, fcntl.LOCK_UN)
+            for d, *_ in items:
+                self.release(d)
+        if current is not None:
+            os.fchdir(current.fd)
+
     def flush(self, current: OpenDir | None) -> None:
         """Journal the pending changes durably, then write them."""
-        pending, dirs = self.pending, self.pending_dirs
-        self.pending, self.pending_dirs = [], []
+        groups, dirs, records = self.pending, self.pending_dirs, self.records
+        dir_labels = self.pending_dir_labels
+        self.pending, self.pending_dirs, self.records, self.pending_dir_labels = [], [], [], []
         self.inflight.clear()
-        if pending:
+        if records:
             assert self.segment is not None
-            seq = self.segment.append(
-                f"{dev}\t{ino}\t{label_field(old)}\t{_journal_path(d, name)}\n"
-                for d, name, dev, ino, old in pending
-            )
-            self.segment.sync_through(seq)
+            self.segment.sync_through(self.segment.append(records))
+            self.wait_until_journal_durable()
             target = self.spec.target
             setx = os.setxattr
-            cwd: OpenDir | None = None
             changed = 0
-            for d, name, _dev, _ino, _old in pending:
-                try:
-                    if name is None:
-                        setx(d.fd, XATTR, target)
-                    else:
-                        if d is not cwd:
-                            os.fchdir(d.fd)
-                            cwd = d
+            for d, names in groups:
+                os.fchdir(d.fd)
+                for name in names:
+                    try:
                         setx(name, XATTR, target, follow_symlinks=False)
+                        changed += 1
+                    except OSError as exc:
+                        self.error(d.child(os.fsencode(name)), exc)
+            for d in dir_labels:
+                try:
+                    setx(d.fd, XATTR, target)
                     changed += 1
                 except OSError as exc:
-                    rel = d.rel if name is None else d.child(os.fsencode(name))
-                    self.error(rel, exc)
+                    self.error(d.rel, exc)
             self.changed += changed
         if current is not None:
             current.refs += 1
@@ -437,12 +621,16 @@ def run(
     workers: int,
     segments: list[JournalWriter] | None,
     progress: Callable[[Counts], None] | None,
+    journal_ready: Callable[[], None] | None = None,
 ) -> Totals:
     """Fork ``workers`` processes, wait for all of them, return their summed results.
 
     A worker that dies or fails counts as a failure (``errno`` 0, path ``.``),
     so the root is then not labeled; its journal segment keeps what it did.
     ``progress`` gets the summed counts about ten times a second.
+    ``journal_ready`` (a journal created with ``deferred=True``) runs in the
+    parent once the workers are started; they read labels meanwhile and
+    change none before it returns.
     """
     _load_prctl()
     me = os.getpid()
@@ -451,6 +639,13 @@ def run(
     seg_fds = [s.fileno() for s in segments] if segments else []
     pids: dict[int, int] = {}
     totals = Totals()
+    if spec.by_directory:
+        spec.lock_fd = os.memfd_create("mcslabel-relabel-lock", os.MFD_CLOEXEC)
+        unclosed.add(spec.lock_fd)
+    go_w = -1
+    if journal_ready is not None:
+        spec.go_fd, go_w = os.pipe2(os.O_CLOEXEC)
+        unclosed.update((spec.go_fd, go_w))
     try:
         for _ in range(workers):
             pipes.append(os.pipe2(os.O_CLOEXEC))
@@ -458,6 +653,8 @@ def run(
         for k in range(workers):
             close = [fd for i, (r, w) in enumerate(pipes) for fd in (r, w) if i != k or fd == r]
             close += [fd for i, fd in enumerate(seg_fds) if i != k]
+            if go_w >= 0:
+                close.append(go_w)  # or a failed journal would never reach EOF in the others
             segment = segments[k] if segments else None
             # Flush Python's buffers so the child cannot write them a second time.
             sys.stdout.flush()
@@ -475,6 +672,9 @@ def run(
         for _, w in pipes:
             os.close(w)
             unclosed.discard(w)
+        if journal_ready is not None:
+            journal_ready()  # raising kills the workers below, before any label changed
+            os.write(go_w, b"1" * workers)
         _collect(pipes, pids, totals, progress)
     except BaseException:
         for pid in pids.values():

@@ -234,9 +234,16 @@ def _refusal(real: str, identity: tuple[int, int] | None, refused: RefusedPaths)
 
 
 def check_relabel_allowed(
-    path: str | os.PathLike[str], *, refuse: Iterable[str | os.PathLike[str]] = ()
+    path: str | os.PathLike[str],
+    *,
+    refuse: Iterable[str | os.PathLike[str]] = (),
+    refused: RefusedPaths | None = None,
 ) -> Path:
-    """The canonical ``path``, or :class:`~mcslabel.errors.RefusedPath` naming the reason."""
+    """The canonical ``path``, or :class:`~mcslabel.errors.RefusedPath` naming the reason.
+
+    ``refused`` is a :class:`RefusedPaths` already built (with ``refuse``)
+    for a caller that checks more than one path.
+    """
     real = canonical(path)
     try:
         st = os.stat(real)
@@ -244,7 +251,7 @@ def check_relabel_allowed(
         raise RefusedPath(
             f"{_q(os.fspath(path))} cannot be resolved: {exc.strerror}", path=real, reason="missing"
         ) from exc
-    why = _refusal(real, (st.st_dev, st.st_ino), RefusedPaths(refuse))
+    why = _refusal(real, (st.st_dev, st.st_ino), refused or RefusedPaths(refuse))
     if why is not None:
         raise RefusedPath(
             f"refusing to relabel {_q(os.fspath(path))}: {why}", path=real, reason=why

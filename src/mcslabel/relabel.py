@@ -580,29 +580,41 @@ def _signals_deferred() -> Iterator[None]:
 
 
 def _count_entries(root_fd: int, limit: int) -> int:
-    """Entries under ``root_fd``, counted up to ``limit`` (names only: cheap)."""
+    """Entries under ``root_fd``, counted up to ``limit`` (names only: cheap).
+
+    Subdirectories are opened one at a time, when their turn comes: a root
+    with thousands of subdirectories costs one listing, not thousands of opens.
+    """
     seen = 0
-    stack = [os.open(".", _O_DIR, dir_fd=root_fd)]
+    stack: list[tuple[int, list[str]]] = []
+    fd = os.open(".", _O_DIR, dir_fd=root_fd)
     try:
-        while stack and seen < limit:
-            fd = stack.pop()
-            try:
-                with os.scandir(fd) as it:
-                    for entry in it:
-                        seen += 1
-                        if seen >= limit:
-                            break
-                        if entry.is_dir(follow_symlinks=False):
-                            with contextlib.suppress(OSError):
-                                stack.append(os.open(entry.name, _O_DIR, dir_fd=fd))
-            except OSError:
-                pass
-            finally:
-                os.close(fd)
+        while True:
+            subdirs: list[str] = []
+            with contextlib.suppress(OSError), os.scandir(fd) as it:
+                for entry in it:
+                    seen += 1
+                    if seen >= limit:
+                        return seen
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+            stack.append((fd, subdirs))
+            fd = -1
+            while stack and fd < 0:
+                parent, names = stack[-1]
+                if not names:
+                    os.close(parent)
+                    stack.pop()
+                    continue
+                with contextlib.suppress(OSError):
+                    fd = os.open(names.pop(), _O_DIR, dir_fd=parent)
+            if fd < 0:
+                return seen
     finally:
-        for fd in stack:
+        if fd >= 0:
             os.close(fd)
-    return seen
+        for parent, _ in stack:
+            os.close(parent)
 
 
 def relabel(
@@ -657,9 +669,8 @@ def relabel(
         policy_root=policy_root,
     )
     target = str(ctx).encode("ascii") + b"\0"
-    refuse = tuple(refuse)
-    root = check_relabel_allowed(path, refuse=refuse)
     refused = RefusedPaths(refuse)
+    root = check_relabel_allowed(path, refused=refused)
     if journal is not None and Path(os.path.realpath(journal)).is_relative_to(root):
         # Inside the volume the container could rewrite its own undo record.
         raise InvalidInput(f"journal {_q(os.fspath(journal))} must not be inside {root}")
@@ -688,7 +699,7 @@ def relabel(
             if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
                 raise RelabelError(f"{root} was replaced while opening it")
         # The fd, not the name, is what gets labeled: check what it really is.
-        check_relabel_allowed(os.readlink(f"/proc/self/fd/{root_fd}"), refuse=refuse)
+        check_relabel_allowed(os.readlink(f"/proc/self/fd/{root_fd}"), refused=refused)
         is_dir = stat.S_ISDIR(st.st_mode)
         if not is_dir or dry_run:
             workers = 0
@@ -703,7 +714,9 @@ def relabel(
                 started=datetime.now(UTC).isoformat(timespec="seconds"),
             )
             if workers:
-                writer, segments = JournalWriter.with_segments(journal, header, workers)
+                writer, segments = JournalWriter.with_segments(
+                    journal, header, workers, deferred=True
+                )
             else:
                 writer = JournalWriter(journal, header)
         walk = _Walk(
@@ -719,7 +732,21 @@ def relabel(
             use_xattrat=use_xattrat,
         )
         if workers:
-            complete = _run_parallel(walk, st, workers, segments)
+            durable: list[bool] = []
+
+            def journal_ready() -> None:
+                assert writer is not None
+                writer.complete()
+                durable.append(True)
+
+            try:
+                complete = _run_parallel(
+                    walk, st, workers, segments, journal_ready if writer is not None else None
+                )
+            except BaseException:
+                if writer is not None and not durable:
+                    writer.discard()  # no worker got past its first read batch: nothing changed
+                raise
         else:
             complete = walk.run() if is_dir else True
         complete = complete and _label_root(walk, root_fd, st, writer, dry_run)
@@ -750,10 +777,24 @@ def relabel(
 
 
 def _run_parallel(
-    walk: _Walk, st: os.stat_result, workers: int, segments: list[JournalWriter]
+    walk: _Walk,
+    st: os.stat_result,
+    workers: int,
+    segments: list[JournalWriter],
+    journal_ready: Callable[[], None] | None = None,
 ) -> bool:
     """Relabel everything below the root in ``workers`` processes; True when
-    every one of them finished without a failure."""
+    every one of them finished without a failure.
+
+    A root already labeled right means the last relabel to this label most
+    likely finished: the workers then share the tree by directory, which
+    lists each entry once instead of once per worker (see
+    :mod:`mcslabel._relabel_procs`); otherwise they share it by inode.
+    """
+    try:
+        by_directory = _xattrat.get_fd(walk.root_fd) in walk.right
+    except OSError:
+        by_directory = False
     spec = _relabel_procs.Spec(
         root_fd=walk.root_fd,
         root_dev=st.st_dev,
@@ -765,6 +806,8 @@ def _run_parallel(
         batch_entries=BATCH_ENTRIES,
         batch_dirs=BATCH_DIRS,
         max_errors=MAX_ERRORS_KEPT,
+        by_directory=by_directory,
+        nlink_counts_subdirs=by_directory and _relabel_procs.nlink_counts_subdirs(walk.root_fd),
     )
     user = walk.progress
 
@@ -772,7 +815,7 @@ def _run_parallel(
         if user is not None:
             user(RelabelProgress(*counts))
 
-    totals = _relabel_procs.run(spec, workers, segments or None, progress)
+    totals = _relabel_procs.run(spec, workers, segments or None, progress, journal_ready)
     walk.visited += totals.visited
     walk.changed += totals.changed
     walk.unchanged += totals.unchanged

@@ -1,0 +1,211 @@
+"""The walk *by directory* (a tree whose top label is already right), on real files and xattrs.
+
+In that walk each directory's entries are labeled by the worker that owns the
+directory, so two links of one inode can sit with different workers: these
+tests check that such inodes are still written and journaled once, that
+directories without subdirectories skipped by the other workers are still
+labeled, and that a very big directory is shared by inode.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mcslabel import _relabel_procs
+from mcslabel.journal import read_journal
+from mcslabel.relabel import relabel, restore
+from tests.xattrs import XATTR, every, label
+
+PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
+OLD = b"system_u:object_r:user_tmp_t:s0\0"
+
+
+def touch(path: Path, value: bytes | None = OLD) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o644)
+    if value is not None:
+        os.setxattr(fd, XATTR, value)
+    os.close(fd)
+
+
+def mkdir(path: Path, value: bytes | None = OLD) -> None:
+    path.mkdir()
+    if value is not None:
+        os.setxattr(path, XATTR, value)
+
+
+@pytest.fixture
+def specs(monkeypatch: pytest.MonkeyPatch) -> list[_relabel_procs.Spec]:
+    """The Spec of every parallel walk in the test (to check which split it used)."""
+    seen: list[_relabel_procs.Spec] = []
+    run = _relabel_procs.run
+
+    def spy(spec: _relabel_procs.Spec, *args: Any, **kwargs: Any) -> _relabel_procs.Totals:
+        seen.append(spec)
+        return run(spec, *args, **kwargs)
+
+    monkeypatch.setattr(_relabel_procs, "run", spy)
+    return seen
+
+
+def nested_tree(vol: Path) -> Counter[str]:
+    """Directories three levels deep (leaves and inner ones, files at every
+    level), half of the entries wrong, a few without a label; the top right.
+    Returns how many entries were made wrong and right."""
+    made: Counter[str] = Counter()
+    mkdir(vol, PRIVATE)
+    for a in range(12):
+        da = vol / f"a{a}"
+        mkdir(da, OLD if a % 2 else PRIVATE)
+        made["wrong" if a % 2 else "right"] += 1
+        for b in range(5):
+            db = da / f"b{b}"
+            mkdir(db, PRIVATE if b % 2 else OLD)
+            made["right" if b % 2 else "wrong"] += 1
+            for c in range(3 if b < 3 else 0):  # some b's are leaves
+                dc = db / f"c{c}"
+                mkdir(dc, None if c == 0 else OLD)
+                made["wrong"] += 1
+                for f in range(4):
+                    touch(dc / f"f{f}", PRIVATE if f == 3 else OLD)
+                    made["right" if f == 3 else "wrong"] += 1
+            for f in range(3):
+                touch(db / f"g{f}", PRIVATE if f == 0 else None)
+                made["right" if f == 0 else "wrong"] += 1
+        touch(da / "top", OLD)
+        made["wrong"] += 1
+    touch(vol / "file-in-root", OLD)
+    made["wrong"] += 1
+    return made
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_a_tree_with_a_right_top_is_walked_by_directory_and_every_label_ends_right(
+    tmp_path: Path, workers: int, specs: list[_relabel_procs.Spec]
+) -> None:
+    vol = tmp_path / "vol"
+    made = nested_tree(vol)
+    result = relabel(vol, level="s0:c1,c2", workers=workers)
+    assert [s.by_directory for s in specs] == [True]
+    assert specs[0].nlink_counts_subdirs  # ext4 / tmpfs keep 2 + subdirectories
+    assert result.ok, result.errors
+    assert result.changed == made["wrong"]
+    assert result.unchanged == made["right"] + 1  # and the top
+    assert {label(p) for p in every(vol)} == {PRIVATE}
+
+
+def test_a_tree_with_a_wrong_top_is_walked_by_inode(
+    tmp_path: Path, specs: list[_relabel_procs.Spec]
+) -> None:
+    vol = tmp_path / "vol"
+    nested_tree(vol)
+    os.setxattr(vol, XATTR, OLD)
+    result = relabel(vol, level="s0:c1,c2", workers=2)
+    assert [s.by_directory for s in specs] == [False]
+    assert result.ok
+    assert {label(p) for p in every(vol)} == {PRIVATE}
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("journaled", [False, True])
+def test_hard_links_in_other_workers_directories_are_written_and_journaled_once(
+    tmp_path: Path, workers: int, journaled: bool, specs: list[_relabel_procs.Spec]
+) -> None:
+    vol = tmp_path / "vol"
+    mkdir(vol, PRIVATE)
+    dirs = [vol / f"d{i}" for i in range(24)]  # owned by every worker (checked below)
+    for d in dirs:
+        mkdir(d, PRIVATE)
+    inodes = 300
+    for i in range(inodes):
+        first = dirs[i % len(dirs)] / f"x{i}"
+        touch(first, OLD)
+        for j in (1, 7, 13):  # three more links, in other directories
+            os.link(first, dirs[(i + j) % len(dirs)] / f"x{i}-{j}")
+    owners = {_relabel_procs.owner(os.stat(d).st_ino, workers) for d in dirs}
+    assert owners == set(range(workers))  # the links really are split across workers
+    before = {os.stat(p).st_ino: label(p) for p in every(vol)}
+    journal = tmp_path / "j" if journaled else None
+    result = relabel(vol, level="s0:c1,c2", workers=workers, journal=journal)
+    assert [s.by_directory for s in specs] == [True]
+    assert result.ok, result.errors
+    assert result.changed == inodes  # each inode once, whichever worker got there first
+    assert result.unchanged == 3 * inodes + len(dirs) + 1
+    assert {label(p) for p in every(vol)} == {PRIVATE}
+    if journal is not None:
+        _, finished, records = read_journal(journal)
+        assert finished
+        written = Counter(r.ino for r in records)
+        assert len(written) == inodes and set(written.values()) == {1}
+        restore(journal)
+        assert {os.stat(p).st_ino: label(p) for p in every(vol)} == before
+
+
+def test_many_linked_wrong_entries_pass_through_several_locked_batches(
+    tmp_path: Path, specs: list[_relabel_procs.Spec]
+) -> None:
+    vol = tmp_path / "vol"
+    mkdir(vol, PRIVATE)
+    a, b = vol / "a", vol / "b"
+    mkdir(a, PRIVATE)
+    mkdir(b, PRIVATE)
+    n = 3 * _relabel_procs.LINKED_BATCH + 5
+    for i in range(n):
+        touch(a / f"f{i}", None)  # no label at all: restored to none
+        os.link(a / f"f{i}", b / f"f{i}")
+    journal = tmp_path / "j"
+    result = relabel(vol, level="s0:c1,c2", workers=2, journal=journal)
+    assert specs[0].by_directory
+    assert result.ok and result.changed == n and result.unchanged == n + 3
+    _, _, stream = read_journal(journal)
+    records = list(stream)
+    assert len(records) == n and {r.old for r in records} == {None}
+    restore(journal)
+    assert all(label(a / f"f{i}") is None for i in range(n))
+
+
+def test_a_big_directory_is_shared_by_inode_and_fully_labeled(
+    tmp_path: Path, specs: list[_relabel_procs.Spec]
+) -> None:
+    vol = tmp_path / "vol"
+    mkdir(vol, PRIVATE)
+    big = vol / "big"
+    mkdir(big, OLD)
+    names = [f"a-rather-long-file-name-{i:06d}" for i in range(3000)]
+    for name in names:
+        touch(big / name, OLD)
+    assert os.stat(big).st_size > _relabel_procs.BIG_DIRECTORY_BYTES
+    mkdir(big / "sub", OLD)
+    touch(big / "sub" / "f", OLD)
+    result = relabel(vol, level="s0:c1,c2", workers=2)
+    assert specs[0].by_directory
+    assert result.ok
+    assert result.changed == len(names) + 3
+    assert {label(p) for p in every(vol)} == {PRIVATE}
+
+
+def test_nlink_is_trusted_only_where_the_file_system_keeps_it(tmp_path: Path) -> None:
+    here = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        assert _relabel_procs.nlink_counts_subdirs(here)  # ext4 or tmpfs here
+        assert not _relabel_procs.nlink_counts_subdirs(proc)  # procfs: st_nlink means nothing
+    finally:
+        os.close(here)
+        os.close(proc)
+
+
+def test_without_nlink_every_worker_lists_every_directory_and_nothing_is_missed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[_relabel_procs.Spec]
+) -> None:
+    monkeypatch.setattr(_relabel_procs, "nlink_counts_subdirs", lambda fd: False)
+    vol = tmp_path / "vol"
+    made = nested_tree(vol)
+    result = relabel(vol, level="s0:c1,c2", workers=2)
+    assert specs[0].by_directory and not specs[0].nlink_counts_subdirs
+    assert result.ok and result.changed == made["wrong"]
+    assert {label(p) for p in every(vol)} == {PRIVATE}
