@@ -329,3 +329,25 @@ def test_a_journal_that_cannot_be_made_durable_changes_nothing_and_leaves_nothin
     assert {label(p) for p in every(vol)} == {OLD}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["vol"]
     assert set(_children()) <= others  # the workers were reaped
+
+
+@pytest.mark.parametrize("journaled", [False, True])
+def test_links_of_one_inode_in_one_directory_are_written_once(
+    tmp_path: Path, journaled: bool
+) -> None:
+    # A directory's labels are read before its wrong ones are written, so
+    # both links of an inode are read wrong: the second must not be written.
+    vol = tmp_path / "vol"
+    make_tree(vol, 4, 50)
+    for i in range(20):
+        first = vol / "d000" / f"f{i:03d}"
+        os.link(first, vol / "d000" / f"again{i}")
+        os.link(first, vol / "d000" / f"third{i}")
+    journal = tmp_path / "j" if journaled else None
+    result = relabel(vol, level="s0:c1,c2", workers=2, journal=journal)
+    assert result.ok
+    assert result.changed == 4 * 50 + 4 + 1
+    assert result.unchanged == 2 * 20
+    if journal is not None:
+        _, _, records = read_journal(journal)
+        assert len(list(records)) == 4 * 50 + 4 + 1

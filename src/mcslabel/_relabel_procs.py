@@ -345,25 +345,24 @@ class _Worker:
             pass  # the directory's owner reports it
 
     def scan(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]], mode: int) -> None:
-        """Label the entries of ``d`` this worker owns (``mode``); queue its directories."""
+        """Read the labels of the entries of ``d`` this worker owns (``mode``),
+        queue its subdirectories, then fix the wrong ones (a chunk at a time).
+
+        Reading a directory's labels first and writing its wrong ones after
+        costs the same as writing each right after its read (the directory's
+        inodes stay hot; measured), and keeps this loop, which every entry of
+        a second relabel goes through, short.
+        """
         n, k = self.n, self.k
         spec = self.spec
         target = spec.target
         bare = target[:-1]
-        getx, setx = os.getxattr, os.setxattr
-        journaled = self.segment is not None
+        getx = os.getxattr
         careful = bool(spec.mount_points)
         every = mode == _EVERY
-        # Links of one inode may sit in other workers' directories: count them first.
-        count_links = spec.by_directory
-        records = self.records
-        fields = self.fields
-        group: list[str] | None = None  # this directory's names in the batch
-        prefix = devtab = ""
-        inflight = self.inflight
-        same_dev = d.dev == spec.root_dev
-        visited = changed = unchanged = 0
-        if journaled:
+        wrong: list[tuple[str, int, bytes | None]] = []
+        visited = unchanged = 0
+        if self.segment is not None:
             d.refs += 1
             self.pending_dirs.append(d)
         os.fchdir(d.fd)
@@ -378,8 +377,7 @@ class _Worker:
                     except OSError as exc:
                         self.error(d.child(os.fsencode(entry.name)), exc)
                         continue
-                    ino = entry.inode()
-                    if not every and ((ino * MIX) >> 16) % n != k:
+                    if not every and ((entry.inode() * MIX) >> 16) % n != k:
                         continue
                     visited += 1
                     name = entry.name
@@ -394,59 +392,85 @@ class _Worker:
                             self.error(d.child(os.fsencode(name)), exc)
                             continue
                         old = None
-                    if old in (target, bare):
+                    if old == target or old == bare:
                         unchanged += 1
                         continue
-                    if count_links:
-                        try:
-                            links = os.lstat(name).st_nlink
-                        except OSError as exc:
-                            self.error(d.child(os.fsencode(name)), exc)
-                            continue
-                        if links > 1:
-                            d.refs += 1
-                            self.linked.append((d, name, d.dev, ino))
-                            if len(self.linked) >= LINKED_BATCH:
-                                self.flush_linked(d)
-                            continue
-                    if journaled:
-                        key = ino if same_dev else (d.dev, ino)
-                        if key in inflight:
-                            unchanged += 1  # another link of an inode in this batch
-                            continue
-                        inflight.add(key)
-                        if group is None:
-                            group = []
-                            self.pending.append((d, group))
-                            prefix = _journal_path(d, "")
-                            devtab = f"{d.dev}\t"
-                        group.append(name)
-                        field = fields.get(old)
-                        if field is None:
-                            field = fields[old] = label_field(old)
-                        if name.isascii() and name.isprintable() and "\\" not in name:
-                            path = prefix + name  # nearly every name: no escaping needed
-                        else:
-                            path = d.escaped_child(os.fsencode(name))
-                        records.append(f"{devtab}{ino}\t{field}\t{path}\n")
-                        if len(records) >= spec.batch_entries:
-                            self.flush(d)
-                            records = self.records
-                            group = None
-                        continue
-                    try:
-                        setx(name, XATTR, target, follow_symlinks=False)
-                        changed += 1
-                    except OSError as exc:
-                        self.error(d.child(os.fsencode(name)), exc)
+                    wrong.append((name, entry.inode(), old))
+                    if len(wrong) >= spec.batch_entries:
+                        self.fix(d, wrong)
+                        wrong = []
         except OSError as exc:
             self.error(d.rel, exc)
+        if wrong:
+            self.fix(d, wrong)
         self.visited += visited
-        self.changed += changed
         self.unchanged += unchanged
-        if journaled and len(self.pending_dirs) >= spec.batch_dirs:
+        if self.segment is not None and len(self.pending_dirs) >= spec.batch_dirs:
             self.flush(None)
         self.send_progress()
+
+    def fix(self, d: OpenDir, wrong: list[tuple[str, int, bytes | None]]) -> None:
+        """Write (or queue for the journal) the wrong labels just read in ``d``,
+        the current directory; each inode once."""
+        spec = self.spec
+        target = spec.target
+        setx = os.setxattr
+        journaled = self.segment is not None
+        # Two links of one inode in this chunk were both read before either write.
+        seen = self.inflight if journaled else set()
+        other_dev = d.dev != spec.root_dev
+        # Links of one inode may sit in other workers' directories: count them first.
+        count_links = spec.by_directory
+        records = self.records
+        fields = self.fields
+        group: list[str] | None = None  # this directory's names in the journal batch
+        prefix = devtab = ""
+        changed = unchanged = 0
+        for name, ino, old in wrong:
+            if count_links:
+                try:
+                    links = os.lstat(name).st_nlink
+                except OSError as exc:
+                    self.error(d.child(os.fsencode(name)), exc)
+                    continue
+                if links > 1:
+                    d.refs += 1
+                    self.linked.append((d, name, d.dev, ino))
+                    if len(self.linked) >= LINKED_BATCH:
+                        self.flush_linked(d)
+                    continue
+            key = (d.dev, ino) if other_dev else ino
+            if key in seen:
+                unchanged += 1  # another link of an inode already handled here
+                continue
+            seen.add(key)
+            if not journaled:
+                try:
+                    setx(name, XATTR, target, follow_symlinks=False)
+                    changed += 1
+                except OSError as exc:
+                    self.error(d.child(os.fsencode(name)), exc)
+                continue
+            if group is None:
+                group = []
+                self.pending.append((d, group))
+                prefix = _journal_path(d, "")
+                devtab = f"{d.dev}\t"
+            group.append(name)
+            field = fields.get(old)
+            if field is None:
+                field = fields[old] = label_field(old)
+            if name.isascii() and name.isprintable() and "\\" not in name:
+                path = prefix + name  # nearly every name: no escaping needed
+            else:
+                path = d.escaped_child(os.fsencode(name))
+            records.append(f"{devtab}{ino}\t{field}\t{path}\n")
+            if len(records) >= spec.batch_entries:
+                self.flush(d)
+                records, seen = self.records, self.inflight
+                group = None
+        self.changed += changed
+        self.unchanged += unchanged
 
     def flush_linked(self, current: OpenDir | None) -> None:
         """Label the queued multi-linked entries under the workers' shared lock.
