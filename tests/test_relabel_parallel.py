@@ -6,6 +6,8 @@ import gc
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -351,3 +353,32 @@ def test_links_of_one_inode_in_one_directory_are_written_once(
     if journal is not None:
         _, _, records = read_journal(journal)
         assert len(list(records)) == 4 * 50 + 4 + 1
+
+
+def test_killed_before_the_journal_is_durable_nothing_changed_and_it_says_so(
+    tmp_path: Path,
+) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 40, 200)
+    child = (
+        "import os, signal, sys, time\n"
+        "from mcslabel.journal import JournalWriter\n"
+        "from mcslabel.relabel import relabel\n"
+        "def die(self):\n"
+        "    time.sleep(0.2)  # the workers have read and journaled records by now\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+        "JournalWriter.complete = die\n"
+        "relabel(sys.argv[1], level='s0:c1,c2', workers=2, journal=sys.argv[2])\n"
+    )
+    journal = tmp_path / "j"
+    proc = subprocess.run([sys.executable, "-c", child, str(vol), str(journal)], check=False)
+    assert proc.returncode == -signal.SIGKILL
+    time.sleep(0.2)  # the workers die with their parent (PR_SET_PDEATHSIG)
+    assert {label(p) for p in every(vol)} == {OLD}
+    assert journal.read_bytes() == b""
+    assert {p.name for p in tmp_path.iterdir()} == {"vol", "j", "j.1", "j.2"}
+    with pytest.raises(JournalError, match=r"empty.*before any label changed"):
+        restore(journal)
+    assert [p.name for p in journal_files(journal)] == ["j.1", "j.2", "j"]
+    remove_journal(journal)
+    assert [p.name for p in tmp_path.iterdir()] == ["vol"]

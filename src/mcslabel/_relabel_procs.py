@@ -356,7 +356,7 @@ class _Worker:
         n, k = self.n, self.k
         spec = self.spec
         target = spec.target
-        bare = target[:-1]
+        right = (target, target[:-1])  # a label stored without its NUL is right too
         getx = os.getxattr
         careful = bool(spec.mount_points)
         every = mode == _EVERY
@@ -392,7 +392,7 @@ class _Worker:
                             self.error(d.child(os.fsencode(name)), exc)
                             continue
                         old = None
-                    if old == target or old == bare:
+                    if old in right:
                         unchanged += 1
                         continue
                     wrong.append((name, entry.inode(), old))

@@ -347,8 +347,30 @@ def read_journal(
 
 
 def journal_files(path: str | os.PathLike[str]) -> list[Path]:
-    """The journal's files: its segments (named in its header), then itself."""
+    """The journal's files: its segments (named in its header), then itself.
+
+    A journal left empty (its relabel was killed before the header was
+    written, so before any label changed) has segments that no header
+    names yet: ``PATH.1``, ``PATH.2``... as long as each is a segment with
+    that number.
+    """
     p = Path(path)
+    try:
+        empty = p.stat().st_size == 0 and stat.S_ISREG(p.stat().st_mode)
+    except OSError as exc:
+        raise JournalError(f"cannot read journal {p}: {exc.strerror}") from exc
+    if empty:
+        found = []
+        for n in itertools.count(1):
+            seg = p.parent / f"{p.name}.{n}"
+            try:
+                seg_header, _ = _validate(seg)
+            except JournalError:
+                break
+            if seg_header.extra.get("segment") != n:
+                break
+            found.append(seg)
+        return [*found, p]
     header, _ = _validate(p)
     names = header.extra.get("segments", [])
     if not isinstance(names, list):
@@ -397,6 +419,12 @@ def _validate(path: Path) -> tuple[JournalHeader, bool]:
         try:
             magic = fh.readline()
             meta_line = fh.readline()
+            if not magic:
+                raise JournalError(
+                    f"journal {path} is empty: its relabel stopped before the journal was"
+                    " durable, so before any label changed; nothing to restore"
+                    " (remove_journal() deletes it)"
+                )
             if magic.rstrip("\n") != MAGIC:
                 raise JournalError(f"{path} is not an mcslabel journal (first line {_q(magic)})")
             try:
