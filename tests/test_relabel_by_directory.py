@@ -209,3 +209,13 @@ def test_without_nlink_every_worker_lists_every_directory_and_nothing_is_missed(
     assert specs[0].by_directory and not specs[0].nlink_counts_subdirs
     assert result.ok and result.changed == made["wrong"]
     assert {label(p) for p in every(vol)} == {PRIVATE}
+
+
+def test_one_worker_never_walks_by_directory(
+    tmp_path: Path, specs: list[_relabel_procs.Spec]
+) -> None:
+    vol = tmp_path / "vol"
+    made = nested_tree(vol)
+    result = relabel(vol, level="s0:c1,c2", workers=1)
+    assert [s.by_directory for s in specs] == [False]
+    assert result.ok and result.changed == made["wrong"]

@@ -792,7 +792,8 @@ def _run_parallel(
     :mod:`mcslabel._relabel_procs`); otherwise they share it by inode.
     """
     try:
-        by_directory = _xattrat.get_fd(walk.root_fd) in walk.right
+        # One worker shares nothing: it would only pay the walk's lstat of wrong labels.
+        by_directory = workers > 1 and _xattrat.get_fd(walk.root_fd) in walk.right
     except OSError:
         by_directory = False
     spec = _relabel_procs.Spec(
