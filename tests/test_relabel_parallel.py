@@ -382,3 +382,46 @@ def test_killed_before_the_journal_is_durable_nothing_changed_and_it_says_so(
     assert [p.name for p in journal_files(journal)] == ["j.1", "j.2", "j"]
     remove_journal(journal)
     assert [p.name for p in tmp_path.iterdir()] == ["vol"]
+
+
+def test_an_interrupt_right_after_the_journal_is_durable_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    vol = tmp_path / "vol"
+    make_tree(vol, 40, 200)
+    complete = JournalWriter.complete
+
+    def complete_then_interrupt(self: JournalWriter) -> None:
+        complete(self)
+        raise KeyboardInterrupt  # before any worker was told to write
+
+    monkeypatch.setattr(JournalWriter, "complete", complete_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        relabel(vol, level="s0:c1,c2", workers=2, journal=tmp_path / "j")
+    assert {label(p) for p in every(vol)} == {OLD}
+    assert [p.name for p in tmp_path.iterdir()] == ["vol"]  # nor j.1, j.2
+    monkeypatch.setattr(JournalWriter, "complete", complete)
+    assert relabel(vol, level="s0:c1,c2", workers=2, journal=tmp_path / "j").ok
+
+
+def test_an_empty_journal_also_owns_segments_whose_header_was_lost(tmp_path: Path) -> None:
+    # After a crash before anything was synced, a segment can be empty too.
+    (tmp_path / "j").write_bytes(b"")
+    (tmp_path / "j.1").write_bytes(b"")
+    header = JournalHeader(root="/x", dev=1, ino=2, target="t", started="s", extra={"segment": 2})
+    JournalWriter(tmp_path / "j.2", header).close()
+    (tmp_path / "j.4").write_bytes(b"")  # after a gap: not one of them
+    (tmp_path / "other.1").write_bytes(b"")
+    assert [p.name for p in journal_files(tmp_path / "j")] == ["j.1", "j.2", "j"]
+    remove_journal(tmp_path / "j")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["j.4", "other.1"]
+
+
+def test_an_empty_journal_stops_at_a_file_that_is_not_its_segment(tmp_path: Path) -> None:
+    (tmp_path / "j").write_bytes(b"")
+    (tmp_path / "j.1").write_text("somebody else's notes\n")
+    os.symlink("/etc/passwd", tmp_path / "j.2")
+    assert [p.name for p in journal_files(tmp_path / "j")] == ["j"]
+    (tmp_path / "j.1").unlink()
+    (tmp_path / "j.1").symlink_to(tmp_path / "j")
+    assert [p.name for p in journal_files(tmp_path / "j")] == ["j"]

@@ -29,9 +29,10 @@ may sit in directories of different workers, so in such a walk every wrong
 label is ``lstat``\\ ed, and an inode with more than one link is labeled in a
 batch under a lock shared by the workers, re-read first, so it is written
 (and journaled) once. That ``lstat`` is why a first relabel, where every
-label is wrong, keeps the inode split. Directories bigger than
-:data:`BIG_DIRECTORY_BYTES` are shared by inode in either walk, so one huge
-directory still uses every worker.
+label is wrong, keeps the inode split. Who reads a directory depends only on
+its inode, never on its size or link count at the moment a worker looks
+(those change under a live volume, and workers that disagree would leave
+entries to nobody), so one huge directory is read by one worker in this walk.
 
 Each worker journals into its own segment (``JOURNAL.<n>``) with the same rule
 as the serial walk: records are ``fdatasync``\\ ed before the labels change.
@@ -65,9 +66,6 @@ _FS_ENCODING: Final = sys.getfilesystemencoding()
 _PROGRESS: Final = struct.Struct("<4q")
 _PR_SET_PDEATHSIG: Final = 1
 _PROGRESS_EVERY: Final = 0.05
-# A directory bigger than this is shared by inode even in a walk by directory:
-# at ~16-32 bytes an entry that is a few thousand entries, ~10-20 ms of labels.
-BIG_DIRECTORY_BYTES: Final = 64 * 1024
 # Multi-linked wrong entries per batch under the shared lock (each holds its directory open).
 LINKED_BATCH: Final = 128
 # File systems whose directories count their subdirectories in st_nlink (2 + n).
@@ -290,7 +288,10 @@ class _Worker:
                 if own:
                     self.error(rel, PermissionError(errno.EPERM, f"a mount of {why}; not entered"))
                 return
-            if not spec.by_directory or st.st_size > BIG_DIRECTORY_BYTES:
+            # Decided from the directory's inode only, never from its size or
+            # anything else that may change while the workers walk: every worker
+            # must agree on who reads which entry, or some are read by nobody.
+            if not spec.by_directory:
                 self.scan(d, stack, _BY_INODE)
             elif own:
                 self.scan(d, stack, _EVERY)
@@ -338,9 +339,8 @@ class _Worker:
                         if entry.is_dir(follow_symlinks=False):
                             d.refs += 1
                             stack.append((d, entry.name, entry.inode()))
-                    except OSError as exc:
-                        if owner(entry.inode(), self.n) == self.k:  # reported once
-                            self.error(d.child(os.fsencode(entry.name)), exc)
+                    except OSError:
+                        continue  # the directory's owner reads it too, and reports it
         except OSError:
             pass  # the directory's owner reports it
 

@@ -228,11 +228,10 @@ class JournalWriter:
             _sync_dir(self.path.parent)
         except OSError as exc:
             raise JournalError(f"cannot write journal {self.path}: {exc.strerror}") from exc
-        self._segments = []
 
     def discard(self) -> None:
-        """Close and delete a deferred journal that never became durable
-        (no label was changed under it)."""
+        """Close and delete a deferred journal, segments included, under
+        which no label was changed (durable or not)."""
         for seg in [*self._segments]:
             seg.close()
             seg.path.unlink(missing_ok=True)
@@ -362,12 +361,15 @@ def journal_files(path: str | os.PathLike[str]) -> list[Path]:
     if empty:
         found = []
         for n in itertools.count(1):
+            # A crash may also have lost a segment's unsynced header: empty is ours too.
             seg = p.parent / f"{p.name}.{n}"
             try:
-                seg_header, _ = _validate(seg)
-            except JournalError:
-                break
-            if seg_header.extra.get("segment") != n:
+                st = seg.lstat()
+                if not stat.S_ISREG(st.st_mode) or (
+                    st.st_size and _validate(seg)[0].extra.get("segment") != n
+                ):
+                    break
+            except (OSError, JournalError):
                 break
             found.append(seg)
         return [*found, p]
