@@ -348,10 +348,11 @@ class _Worker:
         """Read the labels of the entries of ``d`` this worker owns (``mode``),
         queue its subdirectories, then fix the wrong ones (a chunk at a time).
 
-        Reading a directory's labels first and writing its wrong ones after
-        costs the same as writing each right after its read (the directory's
-        inodes stay hot; measured), and keeps this loop, which every entry of
-        a second relabel goes through, short.
+        Without a journal, in the inode split (a first relabel), each wrong
+        label is written right after its read instead, while the inode is hot
+        (3% less CPU than writing the directory's wrong ones after, measured);
+        a second link of an inode is then read after the first one's write,
+        so it is found right.
         """
         n, k = self.n, self.k
         spec = self.spec
@@ -360,8 +361,10 @@ class _Worker:
         getx = os.getxattr
         careful = bool(spec.mount_points)
         every = mode == _EVERY
+        write_now = self.segment is None and not spec.by_directory
+        setx = os.setxattr
         wrong: list[tuple[str, int, bytes | None]] = []
-        visited = unchanged = 0
+        visited = unchanged = changed = 0
         if self.segment is not None:
             d.refs += 1
             self.pending_dirs.append(d)
@@ -395,6 +398,13 @@ class _Worker:
                     if old in right:
                         unchanged += 1
                         continue
+                    if write_now:
+                        try:
+                            setx(name, XATTR, target, follow_symlinks=False)
+                            changed += 1
+                        except OSError as exc:
+                            self.error(d.child(os.fsencode(name)), exc)
+                        continue
                     wrong.append((name, entry.inode(), old))
                     if len(wrong) >= spec.batch_entries:
                         self.fix(d, wrong)
@@ -405,6 +415,7 @@ class _Worker:
             self.fix(d, wrong)
         self.visited += visited
         self.unchanged += unchanged
+        self.changed += changed
         if self.segment is not None and len(self.pending_dirs) >= spec.batch_dirs:
             self.flush(None)
         self.send_progress()
