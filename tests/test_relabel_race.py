@@ -97,9 +97,13 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("workers", [0, 2, 3])
+@pytest.mark.parametrize(
+    ("workers", "top_right"),
+    [(0, False), (2, False), (3, False), (2, True)],
+    ids=["serial", "2", "3", "2-by-dir"],
+)
 def test_kill_9_mid_relabel_then_restore_returns_every_old_label(
-    tmp_path: Path, workers: int
+    tmp_path: Path, workers: int, top_right: bool
 ) -> None:
     vol = tmp_path / "vol"
     labels = [
@@ -116,6 +120,8 @@ def test_kill_9_mid_relabel_then_restore_returns_every_old_label(
     for i, p in enumerate(every(vol)):
         if labels[i % 4] is not None:
             os.setxattr(p, XATTR, labels[i % 4])  # type: ignore[arg-type]
+    if top_right:  # the walk by directory: every wrong label lstat'ed, then journaled
+        os.setxattr(vol, XATTR, b"system_u:object_r:container_file_t:s0:c5,c6\0")
     before = {p: (label(p), p.lstat().st_mtime_ns) for p in every(vol)}
     journal = tmp_path / "journal"
     child = subprocess.Popen(
