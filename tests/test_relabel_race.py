@@ -79,12 +79,18 @@ CHILD = textwrap.dedent(
     from mcslabel.relabel import relabel
 
     scan = _relabel_procs._Worker.scan
+    scan_leaf = _relabel_procs._Worker.scan_leaf
 
     def slow_scan(self, d, stack, mode):
         time.sleep(0.01)  # worker processes do not wait for progress(): widen the window
         scan(self, d, stack, mode)
 
+    def slow_scan_leaf(self, d):
+        time.sleep(0.01)
+        scan_leaf(self, d)
+
     _relabel_procs._Worker.scan = slow_scan
+    _relabel_procs._Worker.scan_leaf = slow_scan_leaf
 
     def progress(p):
         print("progress", p.changed, flush=True)

@@ -343,10 +343,7 @@ class _Worker:
         target = self.spec.target
         right = (target, target[:-1])
         getx = os.getxattr
-        if self.segment is not None:
-            d.refs += 1
-            self.pending_dirs.append(d)
-        os.fchdir(d.fd)
+        self.begin_scan(d)
         try:
             names = os.listdir(d.fd)
         except OSError as exc:
@@ -377,11 +374,7 @@ class _Worker:
             wrong.append((name, st.st_ino, old))
         if wrong:
             self.fix(d, wrong)
-        self.visited += visited
-        self.unchanged += unchanged
-        if self.segment is not None and len(self.pending_dirs) >= self.spec.batch_dirs:
-            self.flush(None)
-        self.send_progress()
+        self.end_scan(visited, unchanged, 0)
 
     def find_subdirs(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]]) -> None:
         """Queue the subdirectories of another worker's directory (walk by directory)."""
@@ -418,10 +411,7 @@ class _Worker:
         setx = os.setxattr
         wrong: list[tuple[str, int, bytes | None]] = []
         visited = unchanged = changed = 0
-        if self.segment is not None:
-            d.refs += 1
-            self.pending_dirs.append(d)
-        os.fchdir(d.fd)
+        self.begin_scan(d)
         try:
             with os.scandir(d.fd) as it:
                 for entry in it:
@@ -466,10 +456,22 @@ class _Worker:
             self.error(d.rel, exc)
         if wrong:
             self.fix(d, wrong)
+        self.end_scan(visited, unchanged, changed)
+
+    # The label read (getxattr, ENODATA: no label) stays inline in both scans:
+    # a call per entry would cost ~0.1 us of the ~5 us an entry takes.
+
+    def begin_scan(self, d: OpenDir) -> None:
+        if self.segment is not None:
+            d.refs += 1  # held open until its journaled names are written
+            self.pending_dirs.append(d)
+        os.fchdir(d.fd)
+
+    def end_scan(self, visited: int, unchanged: int, changed: int) -> None:
         self.visited += visited
         self.unchanged += unchanged
         self.changed += changed
-        if self.segment is not None and len(self.pending_dirs) >= spec.batch_dirs:
+        if self.segment is not None and len(self.pending_dirs) >= self.spec.batch_dirs:
             self.flush(None)
         self.send_progress()
 
