@@ -265,3 +265,34 @@ def test_one_worker_never_walks_by_directory(
     result = relabel(vol, level="s0:c1,c2", workers=1)
     assert [s.by_directory for s in specs] == [False]
     assert result.ok and result.changed == made["wrong"]
+
+
+def test_a_subdirectory_moved_into_a_leaf_mid_walk_is_walked_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[_relabel_procs.Spec]
+) -> None:
+    # Staged: the move lands between the owner's fstat (st_nlink == 2, no
+    # subdirectories) and its listing of the directory.
+    vol = tmp_path / "vol"
+    mkdir(vol, PRIVATE)
+    for i in range(4):
+        mkdir(vol / f"leaf{i}", PRIVATE)
+        touch(vol / f"leaf{i}" / "f", OLD)
+    elsewhere = tmp_path / "elsewhere"  # outside the tree: its move in is the event
+    mkdir(elsewhere, PRIVATE)  # right itself: only a walk into it finds what is wrong
+    mkdir(elsewhere / "inner", OLD)
+    touch(elsewhere / "inner" / "g", OLD)
+    listdir = os.listdir
+
+    def listdir_after_a_move(fd: Any = ".") -> list[str]:
+        where = Path(os.readlink(f"/proc/self/fd/{fd}")) if isinstance(fd, int) else None
+        if where == vol / "leaf0" and elsewhere.exists():
+            os.rename(elsewhere, where / "moved")
+        return listdir(fd)
+
+    monkeypatch.setattr(os, "listdir", listdir_after_a_move)
+    result = relabel(vol, level="s0:c1,c2", workers=2)
+    assert specs[0].by_directory
+    assert result.ok
+    moved = vol / "leaf0" / "moved"
+    assert moved.is_dir()
+    assert {label(p) for p in every(vol)} == {PRIVATE}  # the moved subtree too

@@ -85,9 +85,9 @@ CHILD = textwrap.dedent(
         time.sleep(0.01)  # worker processes do not wait for progress(): widen the window
         scan(self, d, stack, mode)
 
-    def slow_scan_leaf(self, d):
+    def slow_scan_leaf(self, d, stack):
         time.sleep(0.01)
-        scan_leaf(self, d)
+        scan_leaf(self, d, stack)
 
     _relabel_procs._Worker.scan = slow_scan
     _relabel_procs._Worker.scan_leaf = slow_scan_leaf

@@ -299,7 +299,7 @@ class _Worker:
             if not spec.by_directory:
                 self.scan(d, stack, _BY_INODE)
             elif own and leaf and st.st_size <= SMALL_LEAF_BYTES and not spec.mount_points:
-                self.scan_leaf(d)
+                self.scan_leaf(d, stack)
             elif own:
                 self.scan(d, stack, _EVERY)
             elif not leaf:
@@ -335,7 +335,7 @@ class _Worker:
         except OSError as exc:
             self.error(d.rel, exc)
 
-    def scan_leaf(self, d: OpenDir) -> None:
+    def scan_leaf(self, d: OpenDir, stack: list[tuple[OpenDir, str, int]]) -> None:
         """Read every label of an owned directory without subdirectories (walk
         by directory). ``listdir`` names are all it takes, no ``d_type`` or
         inode: 5% less time for a second relabel (measured). A wrong entry is
@@ -343,12 +343,16 @@ class _Worker:
         target = self.spec.target
         right = (target, target[:-1])
         getx = os.getxattr
-        self.begin_scan(d)
         try:
             names = os.listdir(d.fd)
+            # A subdirectory made or moved in since st_nlink was read: read it the long way.
+            if os.fstat(d.fd).st_nlink != 2:
+                self.scan(d, stack, _EVERY)
+                return
         except OSError as exc:
             self.error(d.rel, exc)
-            names = []
+            return
+        self.begin_scan(d)
         wrong: list[tuple[str, int, bytes | None]] = []
         visited = unchanged = 0
         for name in names:
@@ -368,8 +372,10 @@ class _Worker:
             except OSError as exc:
                 self.error(d.child(os.fsencode(name)), exc)
                 continue
-            if stat.S_ISDIR(st.st_mode):
-                visited -= 1  # made since the directory was opened: like any entry made mid-walk
+            if stat.S_ISDIR(st.st_mode):  # moved in and another out meanwhile: walk it too
+                visited -= 1
+                d.refs += 1
+                stack.append((d, name, st.st_ino))
                 continue
             wrong.append((name, st.st_ino, old))
         if wrong:
