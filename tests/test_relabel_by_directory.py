@@ -279,8 +279,10 @@ def test_a_subdirectory_moved_into_a_leaf_mid_walk_is_walked_too(
         touch(vol / f"leaf{i}" / "f", OLD)
     elsewhere = tmp_path / "elsewhere"  # outside the tree: its move in is the event
     mkdir(elsewhere, PRIVATE)  # right itself: only a walk into it finds what is wrong
-    mkdir(elsewhere / "inner", OLD)
-    touch(elsewhere / "inner" / "g", OLD)
+    for i in range(12):  # whoever's hash they fall to, only the finder can walk them
+        mkdir(elsewhere / f"inner{i}", OLD)
+        mkdir(elsewhere / f"inner{i}" / "deeper", PRIVATE)
+        touch(elsewhere / f"inner{i}" / "deeper" / "g", OLD)
     listdir = os.listdir
 
     def listdir_after_a_move(fd: Any = ".") -> list[str]:

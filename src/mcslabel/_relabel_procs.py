@@ -156,7 +156,7 @@ class OpenDir:
     ``dev`` is only tracked by the workers (0 where the walk does not need it).
     """
 
-    __slots__ = ("dev", "fd", "prefix", "refs", "rel")
+    __slots__ = ("dev", "fd", "prefix", "refs", "rel", "solo")
 
     def __init__(self, fd: int, rel: bytes, dev: int = 0) -> None:
         self.fd = fd
@@ -164,6 +164,9 @@ class OpenDir:
         self.dev = dev
         self.refs = 1
         self.prefix: str | None = None
+        # Walk by directory: everything below is this worker's alone (it appeared
+        # where the other workers had already looked and found no subdirectory).
+        self.solo = False
 
     def child(self, name: bytes) -> bytes:
         return name if not self.rel else self.rel + b"/" + name
@@ -269,20 +272,22 @@ class _Worker:
     ) -> None:
         n, k = self.n, self.k
         rel = parent.child(name.encode(_FS_ENCODING, "surrogateescape"))
+        solo = parent.solo
         try:
             fd = os.open(name, _O_DIR, dir_fd=parent.fd)
         except OSError as exc:
             # ELOOP/ENOTDIR: swapped for a symlink or a file since it was listed.
-            if owner(ino, n) == k:
+            if solo or owner(ino, n) == k:
                 self.error(rel, exc)
             return
         finally:
             self.release(parent)
         d = OpenDir(fd, rel, 0)
+        d.solo = solo
         try:
             st = os.fstat(fd)
             d.dev = st.st_dev
-            own = owner(st.st_ino, n) == k
+            own = solo or owner(st.st_ino, n) == k
             spec = self.spec
             crossing = st.st_dev != spec.root_dev or rel in spec.mount_points
             if crossing and spec.one_file_system:
@@ -345,8 +350,11 @@ class _Worker:
         getx = os.getxattr
         try:
             names = os.listdir(d.fd)
-            # A subdirectory made or moved in since st_nlink was read: read it the long way.
+            # A subdirectory made or moved in since st_nlink was read: read it the
+            # long way, and everything below it alone (the other workers saw no
+            # subdirectory here and will not come).
             if os.fstat(d.fd).st_nlink != 2:
+                d.solo = True
                 self.scan(d, stack, _EVERY)
                 return
         except OSError as exc:
@@ -374,6 +382,7 @@ class _Worker:
                 continue
             if stat.S_ISDIR(st.st_mode):  # moved in and another out meanwhile: walk it too
                 visited -= 1
+                d.solo = True
                 d.refs += 1
                 stack.append((d, name, st.st_ino))
                 continue
