@@ -232,7 +232,7 @@ class JournalWriter:
     def discard(self) -> None:
         """Close and delete a deferred journal, segments included, under
         which no label was changed (durable or not)."""
-        for seg in [*self._segments]:
+        for seg in self._segments:
             seg.close()
             seg.path.unlink(missing_ok=True)
         self.close()
@@ -355,10 +355,10 @@ def journal_files(path: str | os.PathLike[str]) -> list[Path]:
     """
     p = Path(path)
     try:
-        empty = p.stat().st_size == 0 and stat.S_ISREG(p.stat().st_mode)
+        st = p.stat()
     except OSError as exc:
         raise JournalError(f"cannot read journal {p}: {exc.strerror}") from exc
-    if empty:
+    if st.st_size == 0 and stat.S_ISREG(st.st_mode):
         found = []
         for n in itertools.count(1):
             # A crash may also have lost a segment's unsynced header: empty is ours too.

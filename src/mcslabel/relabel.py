@@ -732,6 +732,9 @@ def relabel(
             use_xattrat=use_xattrat,
         )
         if workers:
+            # Set once complete() has returned, just before the workers are told
+            # to write: an interrupt before then discards the journal (durable or
+            # not, no label changed under it), so its name stays free.
             durable: list[bool] = []
 
             def journal_ready() -> None:
