@@ -27,11 +27,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-from mcslabel.allocator import Allocator, pair_at, pair_count
+from mcslabel.allocation.allocator import Allocator, pair_at, pair_count
+from mcslabel.allocation.stores.base import Allocation, InsertOutcome, Store
+from mcslabel.allocation.stores.memory import MemoryStore
+from mcslabel.allocation.stores.sqlite import SQLiteStore
 from mcslabel.level import Level
-from mcslabel.stores.base import Allocation, InsertOutcome, Store
-from mcslabel.stores.memory import MemoryStore
-from mcslabel.stores.sqlite import SQLiteStore
 
 OCCUPANCIES = (0.0, 0.5, 0.9, 0.99)
 

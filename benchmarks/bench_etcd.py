@@ -27,10 +27,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
-from mcslabel.allocator import Allocator, pair_at, pair_count  # noqa: E402
+from mcslabel.allocation.allocator import Allocator, pair_at, pair_count  # noqa: E402
+from mcslabel.allocation.stores import open_store  # noqa: E402
+from mcslabel.allocation.stores.base import Allocation  # noqa: E402
 from mcslabel.level import Level  # noqa: E402
-from mcslabel.stores import open_store  # noqa: E402
-from mcslabel.stores.base import Allocation  # noqa: E402
 
 CLIENTS = 4
 

@@ -91,7 +91,7 @@ def peak_rss(root: Path, level: str, journal: Path | None) -> float:
     its largest worker process, whichever is bigger)."""
     code = (
         "import resource, sys\n"
-        "from mcslabel.relabel import relabel\n"
+        "from mcslabel.relabeling.engine import relabel\n"
         "r = relabel(sys.argv[1], level=sys.argv[2], journal=sys.argv[3] or None)\n"
         "assert r.ok, r\n"
         "kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # largest worker\n"
@@ -108,7 +108,7 @@ def peak_rss(root: Path, level: str, journal: Path | None) -> float:
 
 def baseline_rss() -> float:
     code = (
-        "import resource\nimport mcslabel.relabel\n"
+        "import resource\nimport mcslabel.relabeling.engine\n"
         "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
@@ -122,7 +122,7 @@ def remove_journal(path: Path) -> None:
 
 
 def main() -> int:
-    from mcslabel.relabel import relabel
+    from mcslabel.relabeling.engine import relabel
 
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="10k files, one round, no 1M tree")
@@ -141,7 +141,7 @@ def main() -> int:
         t = timed(lambda: make_tree(tree, dirs, per_dir))
         n = dirs * per_dir
         print(f"tree: {n} files in {dirs} dirs under {tree} (made in {t:.1f}s)")
-        from mcslabel.relabel import _default_workers
+        from mcslabel.relabeling.engine import _default_workers
 
         probe = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
         chosen = _default_workers(probe) if args.workers is None else args.workers

@@ -16,7 +16,7 @@ APT_PACKAGES=(
   python3-venv python3-dev python3-selinux python3-setools
   selinux-policy-default selinux-policy-dev selinux-policy-src
   checkpolicy policycoreutils semodule-utils selinux-utils setools attr zstd make openssl
-  libsepol2  # mcslabel._sepol loads libsepol.so.2 with ctypes (verify)
+  libsepol2  # mcslabel.verification.sepol loads libsepol.so.2 with ctypes (verify)
   docker.io busybox-static etcd-server etcd-client
 )
 missing=()

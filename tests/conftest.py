@@ -41,7 +41,7 @@ def centos_root() -> Path:
 @pytest.fixture(scope="session")
 def installed_policy():  # type: ignore[no-untyped-def]
     """The installed (Debian refpolicy + container module) policy, loaded."""
-    from mcslabel.policy import load_policy
+    from mcslabel.verification.policy import load_policy
 
     policy = load_policy()
     assert policy.has_type("container_t"), "run scripts/setup.sh: container module missing"

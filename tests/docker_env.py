@@ -46,8 +46,8 @@ def _start_daemon() -> str:
 @pytest.fixture(scope="session")
 def docker_client() -> Iterator[Any]:
     """A docker SDK client to a running daemon with the test image present."""
-    from mcslabel.docker import connect
     from mcslabel.errors import DockerError
+    from mcslabel.integrations.docker import connect
 
     try:
         client = connect()

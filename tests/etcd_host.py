@@ -12,9 +12,9 @@ import json
 import sys
 import time
 
-from mcslabel.allocator import Allocator
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores import open_store
 from mcslabel.errors import MCSLabelError
-from mcslabel.stores import open_store
 
 
 def main(argv: list[str]) -> int:

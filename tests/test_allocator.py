@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from mcslabel.allocator import (
+from mcslabel.allocation.allocator import (
     Allocator,
     comparable_pairs,
     name_hash_index,
@@ -24,6 +24,9 @@ from mcslabel.allocator import (
     pair_count,
     pair_index,
 )
+from mcslabel.allocation.stores.base import Allocation, InsertOutcome, Store
+from mcslabel.allocation.stores.memory import MemoryStore
+from mcslabel.allocation.stores.sqlite import SQLiteStore
 from mcslabel.errors import (
     AllocationError,
     DominanceConflict,
@@ -34,9 +37,6 @@ from mcslabel.errors import (
     UnknownAllocation,
 )
 from mcslabel.level import Level
-from mcslabel.stores.base import Allocation, InsertOutcome, Store
-from mcslabel.stores.memory import MemoryStore
-from mcslabel.stores.sqlite import SQLiteStore
 
 
 class FakeClock:

@@ -20,17 +20,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcslabel.allocator import Allocator, _FreeIndex, pair_at, pair_count
-from mcslabel.errors import InvalidInput, InvalidLevel
-from mcslabel.level import Level
-from mcslabel.stores.base import (
+from mcslabel.allocation.allocator import Allocator, _FreeIndex, pair_at, pair_count
+from mcslabel.allocation.stores.base import (
     Allocation,
     Store,
     level_key,
     trusted_pair_level,
 )
-from mcslabel.stores.memory import MemoryStore
-from mcslabel.stores.sqlite import SQLiteStore
+from mcslabel.allocation.stores.memory import MemoryStore
+from mcslabel.allocation.stores.sqlite import SQLiteStore
+from mcslabel.errors import InvalidInput, InvalidLevel
+from mcslabel.level import Level
 
 
 @pytest.fixture(params=["memory", "sqlite"])

@@ -10,17 +10,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcslabel.allocator import (
+from mcslabel.allocation.allocator import (
     Allocator,
     comparable_pairs,
     pair_at,
     pair_count,
     pair_index,
 )
+from mcslabel.allocation.stores.memory import MemoryStore
+from mcslabel.allocation.stores.sqlite import SQLiteStore
 from mcslabel.errors import DominanceConflict, InvalidLevel, LabelInUse, SpaceExhausted
 from mcslabel.level import Level
-from mcslabel.stores.memory import MemoryStore
-from mcslabel.stores.sqlite import SQLiteStore
 
 
 @given(
@@ -165,7 +165,7 @@ def test_named_allocation_is_stable_and_joins(name: str) -> None:
     )
 )
 def test_free_index_agrees_with_a_plain_model(case: tuple[int, list[tuple[int, str]]]) -> None:
-    from mcslabel.allocator import _FreeIndex
+    from mcslabel.allocation.allocator import _FreeIndex
 
     size, ops = case
     index, model = _FreeIndex(size), [0] * size

@@ -11,8 +11,8 @@ import types
 
 import pytest
 
-from mcslabel import _bindings
 from mcslabel.errors import SELinuxUnavailable
+from mcslabel.verification import _bindings
 
 
 def test_real_bindings_load() -> None:
@@ -37,7 +37,7 @@ def test_pypi_lookalike_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_policy_load_reports_missing_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcslabel.policy import _load
+    from mcslabel.verification.policy import _load
 
     _load.cache_clear()
     monkeypatch.setitem(sys.modules, "setools", None)

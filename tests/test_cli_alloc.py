@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from mcslabel.allocation.stores.sqlite import SQLiteStore
 from mcslabel.cli import main
 from mcslabel.level import Level
-from mcslabel.stores.sqlite import SQLiteStore
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcslabel.docker import (
+from mcslabel.integrations.docker import (
     AuditReport,
     ContainerLabel,
     audit,
@@ -291,7 +291,7 @@ def _has_no_xattr(path: Path) -> bool:
 def test_cli_parser_does_not_import_the_docker_sdk() -> None:
     code = (
         "import sys; from mcslabel.cli import build_parser; build_parser();"
-        " import mcslabel.docker, mcslabel.pytest_plugin;"
+        " import mcslabel.integrations.docker, mcslabel.integrations.pytest_plugin;"
         " print(sorted(m for m in sys.modules if m == 'docker' or m.startswith('docker.')))"
     )
     done = subprocess.run(
@@ -332,10 +332,10 @@ def test_unreachable_daemon_is_a_docker_error_in_every_call(tmp_path: Path) -> N
     # that meets the dead socket: the SDK raises requests' ConnectionError, not its own.
     import docker as docker_sdk
 
-    from mcslabel.allocator import Allocator
-    from mcslabel.docker import sync
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.stores import open_store
     from mcslabel.errors import DockerError
-    from mcslabel.stores import open_store
+    from mcslabel.integrations.docker import sync
 
     client = docker_sdk.DockerClient(
         base_url=f"unix://{tmp_path}/none.sock", version="1.41", timeout=5

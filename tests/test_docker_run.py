@@ -13,8 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mcslabel.allocator import Allocator
-from mcslabel.docker import (
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores import open_store
+from mcslabel.errors import DockerError, InvalidInput, RefusedPath, RelabelError
+from mcslabel.integrations.docker import (
     JOURNALS_LABEL,
     LEVEL_LABEL,
     OWNER_PREFIX,
@@ -24,8 +26,6 @@ from mcslabel.docker import (
     remove,
     run,
 )
-from mcslabel.errors import DockerError, InvalidInput, RefusedPath, RelabelError
-from mcslabel.stores import open_store
 from tests.docker_env import IMAGE, TEST_LABEL
 
 # Every test here talks to the real dockerd (deselect with -m "not docker").
@@ -329,9 +329,9 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
 
 
 def test_undo_restores_every_journal_even_after_a_failure(tmp_path: Path) -> None:
-    from mcslabel.docker import _restore_journals
     from mcslabel.errors import JournalError
-    from mcslabel.relabel import relabel
+    from mcslabel.integrations.docker import _restore_journals
+    from mcslabel.relabeling.engine import relabel
 
     data = tmp_path / "data"
     data.mkdir()

@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from mcslabel.allocator import Allocator
-from mcslabel.docker import OWNER_PREFIX, sync
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores import open_store
+from mcslabel.integrations.docker import OWNER_PREFIX, sync
 from mcslabel.level import Level
-from mcslabel.stores import open_store
 
 # Every test here talks to the real dockerd (deselect with -m "not docker").
 pytestmark = pytest.mark.docker
@@ -204,7 +204,7 @@ def test_sync_reports_a_level_held_by_another_owner(
 
 
 def test_audit_with_registry(containers: Containers, allocator: Allocator) -> None:
-    from mcslabel.docker import audit
+    from mcslabel.integrations.docker import audit
 
     allocator.reserve("s0:c1,c3", "pid:1@elsewhere")
     foreign = containers.create(security_opt=["label=level:s0:c1,c3"])

@@ -16,8 +16,8 @@ from typing import Any
 
 import pytest
 
-from mcslabel.allocator import Allocator
-from mcslabel.stores import open_store
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores import open_store
 from tests.conftest import REPO
 
 # Every test here talks to the real dockerd (deselect with -m "not docker").

@@ -14,13 +14,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcslabel.errors import InvalidContext, InvalidInput, NoFileContext
-from mcslabel.filecontexts import (
+from mcslabel.verification.filecontexts import (
     file_contexts_entry,
     normalize_path,
     path_context,
     read_xattr_context,
 )
-from mcslabel.policy import PolicyRoot
+from mcslabel.verification.policy import PolicyRoot
 from tests.verify_testpolicy import HOMEDIRS_EMPTY, build_root
 
 PATHS = [

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mcslabel.errors import JournalError
-from mcslabel.journal import (
+from mcslabel.relabeling.engine import relabel, restore
+from mcslabel.relabeling.journal import (
     MAGIC,
     JournalHeader,
     JournalRecord,
@@ -20,7 +21,6 @@ from mcslabel.journal import (
     read_journal,
     unescape,
 )
-from mcslabel.relabel import relabel, restore
 from tests.xattrs import XATTR, label
 
 HEADER = JournalHeader(root="/x", dev=1, ino=2, target="u:r:t:s0", started="now")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from mcslabel.errors import PolicyError
-from mcslabel.policy import Policy, PolicyRoot, installed_policy_type, load_policy
+from mcslabel.verification.policy import Policy, PolicyRoot, installed_policy_type, load_policy
 
 
 def test_installed_policy_has_container_module(installed_policy: Policy) -> None:

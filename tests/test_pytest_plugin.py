@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from mcslabel.allocator import Allocator
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores import open_store
 from mcslabel.level import Level
-from mcslabel.stores import open_store
 
 pytest_plugins = ["pytester"]
 
@@ -82,7 +82,7 @@ def test_entry_point_is_declared() -> None:
     (entry,) = [
         e for e in importlib.metadata.entry_points(group="pytest11") if e.name == "mcslabel"
     ]
-    assert entry.value == "mcslabel.pytest_plugin"
+    assert entry.value == "mcslabel.integrations.pytest_plugin"
 
 
 def _run_inner(

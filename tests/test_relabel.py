@@ -21,8 +21,8 @@ import pytest
 
 from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, InvalidLevel
-from mcslabel.journal import read_journal
-from mcslabel.relabel import RelabelProgress, relabel, restore, target_context
+from mcslabel.relabeling.engine import RelabelProgress, relabel, restore, target_context
+from mcslabel.relabeling.journal import read_journal
 from tests.xattrs import XATTR, label
 
 PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
@@ -393,7 +393,7 @@ def test_a_root_that_cannot_be_listed_is_a_relabel_error() -> None:
 def _relabel_as_nobody(vol: Path) -> None:
     code = (
         "from mcslabel.errors import RelabelError\n"
-        "from mcslabel.relabel import relabel\n"
+        "from mcslabel.relabeling.engine import relabel\n"
         "try:\n"
         f"    relabel({str(vol)!r}, context='system_u:object_r:container_file_t:s0:c1,c2')\n"
         "except RelabelError as exc:\n"

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from mcslabel import _relabel_procs
-from mcslabel.journal import JournalWriter, read_journal
-from mcslabel.relabel import relabel, restore
+from mcslabel.relabeling import _workers as _relabel_procs
+from mcslabel.relabeling.engine import relabel, restore
+from mcslabel.relabeling.journal import JournalWriter, read_journal
 from tests.xattrs import XATTR, every, label
 
 PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from mcslabel import _relabel_procs
 from mcslabel.errors import JournalError
-from mcslabel.journal import (
+from mcslabel.relabeling import _workers as _relabel_procs
+from mcslabel.relabeling.engine import PARALLEL_MIN_ENTRIES, RelabelProgress, relabel, restore
+from mcslabel.relabeling.journal import (
     JournalHeader,
     JournalWriter,
     journal_files,
@@ -23,7 +24,6 @@ from mcslabel.journal import (
     remove_journal,
     wait_unlocked,
 )
-from mcslabel.relabel import PARALLEL_MIN_ENTRIES, RelabelProgress, relabel, restore
 from tests.xattrs import XATTR, every, label
 
 PRIVATE = b"system_u:object_r:container_file_t:s0:c1,c2\0"
@@ -362,8 +362,8 @@ def test_killed_before_the_journal_is_durable_nothing_changed_and_it_says_so(
     make_tree(vol, 40, 200)
     child = (
         "import os, signal, sys, time\n"
-        "from mcslabel.journal import JournalWriter\n"
-        "from mcslabel.relabel import relabel\n"
+        "from mcslabel.relabeling.journal import JournalWriter\n"
+        "from mcslabel.relabeling.engine import relabel\n"
         "def die(self):\n"
         "    time.sleep(0.2)  # the workers have read and journaled records by now\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"

@@ -11,14 +11,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from mcslabel.errors import RefusedPath
-from mcslabel.paths import (
+from mcslabel.relabeling.engine import relabel
+from mcslabel.relabeling.refusals import (
     EXACT_PATHS,
     SYSTEM_TREES,
     check_relabel_allowed,
     home_directories,
     refusal_reason,
 )
-from mcslabel.relabel import relabel
 
 GO_SELINUX = [
     "/",

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from mcslabel.journal import read_journal, wait_unlocked
-from mcslabel.relabel import relabel, restore
+from mcslabel.relabeling.engine import relabel, restore
+from mcslabel.relabeling.journal import read_journal, wait_unlocked
 from tests.xattrs import XATTR, every, label
 
 OUTSIDE = b"system_u:object_r:shadow_t:s0\0"
@@ -75,8 +75,8 @@ def test_symlink_swaps_never_redirect_a_label_outside(
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from mcslabel import _relabel_procs
-    from mcslabel.relabel import relabel
+    from mcslabel.relabeling import _workers as _relabel_procs
+    from mcslabel.relabeling.engine import relabel
 
     scan = _relabel_procs._Worker.scan
     scan_leaf = _relabel_procs._Worker.scan_leaf

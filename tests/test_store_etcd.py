@@ -24,7 +24,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcslabel.allocator import Allocator, pair_count
+from mcslabel.allocation.allocator import Allocator, pair_count
+from mcslabel.allocation.stores import open_store
+from mcslabel.allocation.stores.base import Allocation, InsertOutcome
+from mcslabel.allocation.stores.etcd import EtcdStore, parse_url
+from mcslabel.allocation.stores.memory import MemoryStore
 from mcslabel.errors import (
     DominanceConflict,
     InvalidInput,
@@ -36,10 +40,6 @@ from mcslabel.errors import (
     StoreUnavailable,
 )
 from mcslabel.level import Level
-from mcslabel.stores import open_store
-from mcslabel.stores.base import Allocation, InsertOutcome
-from mcslabel.stores.etcd import EtcdStore, parse_url
-from mcslabel.stores.memory import MemoryStore
 from tests.etcd_cluster import REPO, EtcdCluster, _cluster_dir, make_tls_dir, start_cluster
 
 pytestmark = pytest.mark.etcd

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from mcslabel.stores import open_store
-from mcslabel.stores.base import Store
+from mcslabel.allocation.stores import open_store
+from mcslabel.allocation.stores.base import Store
 from tests import test_allocator as shared
 from tests.etcd_cluster import EtcdCluster
 

@@ -13,7 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mcslabel.allocator import Allocator
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores import STORE_ENV, open_store, store_url
+from mcslabel.allocation.stores.base import Allocation, Store
+from mcslabel.allocation.stores.memory import MemoryStore
+from mcslabel.allocation.stores.sqlite import SCHEMA_VERSION, SQLiteStore, default_path
 from mcslabel.errors import (
     InvalidInput,
     MCSLabelError,
@@ -22,10 +26,6 @@ from mcslabel.errors import (
     StoreUnavailable,
 )
 from mcslabel.level import Level
-from mcslabel.stores import STORE_ENV, open_store, store_url
-from mcslabel.stores.base import Allocation, Store
-from mcslabel.stores.memory import MemoryStore
-from mcslabel.stores.sqlite import SCHEMA_VERSION, SQLiteStore, default_path
 
 # --- concurrency with real processes ---------------------------------------
 
@@ -54,8 +54,8 @@ def test_four_processes_times_1000_allocations_no_duplicates(tmp_path: Path) -> 
 
 _LOOP = """
 import sys
-from mcslabel.allocator import Allocator
-from mcslabel.stores.sqlite import SQLiteStore
+from mcslabel.allocation.allocator import Allocator
+from mcslabel.allocation.stores.sqlite import SQLiteStore
 alloc = Allocator(SQLiteStore(sys.argv[1]), categories=256)
 print("ready", flush=True)
 n = 0
@@ -257,8 +257,8 @@ def test_read_only_database_file_gives_a_store_error(tmp_path: Path) -> None:
     first = Allocator(SQLiteStore(path)).allocate("o")
     # Root ignores file modes; a read-only bind of the file is the honest test.
     script = (
-        "from mcslabel.allocator import Allocator\n"
-        "from mcslabel.stores.sqlite import SQLiteStore\n"
+        "from mcslabel.allocation.allocator import Allocator\n"
+        "from mcslabel.allocation.stores.sqlite import SQLiteStore\n"
         f"Allocator(SQLiteStore({str(path)!r})).allocate('o')\n"
     )
     ro = subprocess.run(

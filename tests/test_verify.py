@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from mcslabel.level import Level
-from mcslabel.policy import PolicyRoot
-from mcslabel.verify import (
+from mcslabel.verification.policy import PolicyRoot
+from mcslabel.verification.verifier import (
     DEFAULT_PERMS,
     McsCheck,
     Reason,
@@ -198,7 +198,7 @@ def test_held_levels_accepts_a_store_like_object() -> None:
 
 
 def test_held_levels_from_a_real_memory_store() -> None:
-    stores = pytest.importorskip("mcslabel.stores")
+    stores = pytest.importorskip("mcslabel.allocation.stores")
     store = stores.open_store("memory://")
     assert held_levels(store) == ()
     held = stores.Allocation(level=Level.pair(3, 4), owners=("test:verify",), created=1.0)
@@ -350,8 +350,8 @@ def test_a_library_without_the_sepol_api_is_a_typed_error() -> None:
     import ctypes
     import ctypes.util
 
-    from mcslabel._sepol import _declare
     from mcslabel.errors import SELinuxUnavailable
+    from mcslabel.verification._sepol import _declare
 
     libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
     with pytest.raises(SELinuxUnavailable, match="sepol_compute_av_reason_buffer"):

@@ -19,9 +19,9 @@ from mcslabel.errors import (
     PolicyNotMLS,
     UnknownPolicyName,
 )
+from mcslabel.integrations.assertions import assert_blocked, assert_isolated
 from mcslabel.level import Level
-from mcslabel.testing import assert_blocked, assert_isolated
-from mcslabel.verify import MustBlock, Reason, decide, decisions, verify
+from mcslabel.verification.verifier import MustBlock, Reason, decide, decisions, verify
 from tests.verify_testpolicy import HOMEDIRS_EMPTY, build_root
 
 FILE_READ = {"perms": {"file": ["read"]}, "classes": ["file"]}
@@ -322,7 +322,7 @@ def test_decide_rejects_unknown_names(root: Path) -> None:
 def test_rules_survive_a_policy_reload(root: Path, empty: Path) -> None:
     # The rule cache is per SETools policy object: a reloaded policy (load_policy's
     # cache evicted it) must not be matched against the old object's rules.
-    from mcslabel import policy as policy_module
+    from mcslabel.verification import policy as policy_module
 
     first = verify(policy_root=root, root=empty).check("/var", "dir", "search").grants
     policy_module._load.cache_clear()

@@ -1,23 +1,138 @@
 """mcslabel: SELinux MCS label management for container hosts.
 
-The pure model (:mod:`mcslabel.level`, :mod:`mcslabel.context`) imports no
-I/O; everything else sits around it. Heavy parts (SETools, docker, etcd) are
-imported lazily, on first use.
+The front door. The pure model (levels, contexts, errors) is imported here;
+each job is imported on first use of one of its names, so ``import
+mcslabel`` and ``mcslabel --version`` stay cheap::
+
+    from mcslabel import Level, Allocator, open_store, relabel, restore, verify
+
+The jobs live in packages around the model: :mod:`mcslabel.allocation`,
+:mod:`mcslabel.relabeling`, :mod:`mcslabel.verification` and
+:mod:`mcslabel.integrations`; the command line is :mod:`mcslabel.cli`.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mcslabel.context import ContainerContexts, Context
-from mcslabel.errors import MCSLabelError
+from mcslabel.errors import (
+    AllocationError,
+    DockerError,
+    DominanceConflict,
+    InvalidContext,
+    InvalidInput,
+    InvalidLevel,
+    JournalError,
+    LabelInUse,
+    MCSLabelError,
+    PolicyError,
+    RefusedPath,
+    RelabelError,
+    SELinuxUnavailable,
+    SpaceExhausted,
+    StoreError,
+    StoreUnavailable,
+    UnknownAllocation,
+)
 from mcslabel.level import Level, LevelRange
 
 __version__ = "0.1.0"
 
+# Public name -> the module that defines it, imported on first access.
+_LAZY = {
+    "Allocation": "mcslabel.allocation.stores",
+    "Allocator": "mcslabel.allocation.allocator",
+    "Store": "mcslabel.allocation.stores",
+    "open_store": "mcslabel.allocation.stores",
+    "FileError": "mcslabel.relabeling.engine",
+    "RelabelResult": "mcslabel.relabeling.engine",
+    "RestoreResult": "mcslabel.relabeling.engine",
+    "relabel": "mcslabel.relabeling.engine",
+    "restore": "mcslabel.relabeling.engine",
+    "target_context": "mcslabel.relabeling.engine",
+    "journal_files": "mcslabel.relabeling.journal",
+    "remove_journal": "mcslabel.relabeling.journal",
+    "Policy": "mcslabel.verification.policy",
+    "PolicyRoot": "mcslabel.verification.policy",
+    "load_policy": "mcslabel.verification.policy",
+    "Report": "mcslabel.verification.verifier",
+    "verify": "mcslabel.verification.verifier",
+    "assert_blocked": "mcslabel.integrations.assertions",
+    "assert_isolated": "mcslabel.integrations.assertions",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.stores import Allocation, Store, open_store
+    from mcslabel.integrations.assertions import assert_blocked, assert_isolated
+    from mcslabel.relabeling.engine import (
+        FileError,
+        RelabelResult,
+        RestoreResult,
+        relabel,
+        restore,
+        target_context,
+    )
+    from mcslabel.relabeling.journal import journal_files, remove_journal
+    from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
+    from mcslabel.verification.verifier import Report, verify
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcslabel' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
+
 __all__ = [
+    "Allocation",
+    "AllocationError",
+    "Allocator",
     "ContainerContexts",
     "Context",
+    "DockerError",
+    "DominanceConflict",
+    "FileError",
+    "InvalidContext",
+    "InvalidInput",
+    "InvalidLevel",
+    "JournalError",
+    "LabelInUse",
     "Level",
     "LevelRange",
     "MCSLabelError",
+    "Policy",
+    "PolicyError",
+    "PolicyRoot",
+    "RefusedPath",
+    "RelabelError",
+    "RelabelResult",
+    "Report",
+    "RestoreResult",
+    "SELinuxUnavailable",
+    "SpaceExhausted",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "UnknownAllocation",
     "__version__",
+    "assert_blocked",
+    "assert_isolated",
+    "journal_files",
+    "load_policy",
+    "open_store",
+    "relabel",
+    "remove_journal",
+    "restore",
+    "target_context",
+    "verify",
 ]

@@ -1,7 +1,7 @@
 """SELinux security contexts and the container contexts of ``lxc_contexts``.
 
 Pure model: parsing and formatting only. Reading files from a policy root is
-:mod:`mcslabel.policy`'s job.
+:mod:`mcslabel.verification.policy`'s job.
 """
 
 from __future__ import annotations
@@ -165,3 +165,9 @@ def _strip_comment(line: str) -> str:
         elif ch in "#;":
             return line[:i]
     return line
+
+
+__all__ = [
+    "ContainerContexts",
+    "Context",
+]

@@ -141,3 +141,30 @@ class NoFileContext(InvalidInput):
     def __init__(self, message: str, *, path: str = "") -> None:
         super().__init__(message)
         self.path = path
+
+
+__all__ = [
+    "AllocationError",
+    "DockerError",
+    "DominanceConflict",
+    "InvalidContext",
+    "InvalidInput",
+    "InvalidLevel",
+    "JournalError",
+    "LabelInUse",
+    "MCSLabelError",
+    "NoFileContext",
+    "PolicyError",
+    "PolicyNotMLS",
+    "RefusedPath",
+    "RelabelError",
+    "SELinuxUnavailable",
+    "SpaceExhausted",
+    "StoreCorrupt",
+    "StoreError",
+    "StoreOutcomeUnknown",
+    "StoreUnavailable",
+    "UnknownAllocation",
+    "UnknownPolicyName",
+    "show_input",
+]

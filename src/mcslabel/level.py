@@ -262,3 +262,13 @@ def parse_level_or_range(
     if isinstance(text, str) and "-" in text:
         return LevelRange.parse(text, categories=categories, sensitivities=sensitivities)
     return Level.parse(text, categories=categories, sensitivities=sensitivities)
+
+
+__all__ = [
+    "DEFAULT_CATEGORIES",
+    "DEFAULT_SENSITIVITIES",
+    "Level",
+    "LevelRange",
+    "format_categories",
+    "parse_level_or_range",
+]

@@ -17,7 +17,7 @@ EXIT_INPUT = 2
 EXIT_FAILED = 3
 
 if TYPE_CHECKING:
-    from mcslabel.allocator import Allocator
+    from mcslabel.allocation.allocator import Allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -52,8 +52,8 @@ def open_allocator(url: str | None, categories: int) -> Iterator[Allocator]:
 
     Closing matters: an etcd store ends its host lease and watch threads.
     """
-    from mcslabel.allocator import Allocator
-    from mcslabel.stores import open_store
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.stores import open_store
 
     store = open_store(url)
     try:
@@ -91,3 +91,19 @@ def run_handler(args: argparse.Namespace) -> int:
             print_json({"error": {"type": type(exc).__name__, "message": str(exc)}})
         print(f"mcslabel: error: {exc}", file=sys.stderr)
         return exit_code_for(exc)
+
+
+__all__ = [
+    "EXIT_CHECK_FAILED",
+    "EXIT_FAILED",
+    "EXIT_INPUT",
+    "EXIT_OK",
+    "add_categories_flag",
+    "add_json_flag",
+    "add_store_flag",
+    "exit_code_for",
+    "open_allocator",
+    "print_json",
+    "print_table",
+    "run_handler",
+]

@@ -19,7 +19,7 @@ from mcslabel.cli._common import (
 )
 
 if TYPE_CHECKING:
-    from mcslabel.stores.base import Allocation
+    from mcslabel.allocation.stores.base import Allocation
 
 
 def _default_owner() -> str:
@@ -183,3 +183,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p = subparsers.add_parser("gc", help="free expired leases and dead processes' levels")
     _add_common(p)
     p.set_defaults(handler=_gc)
+
+
+__all__ = [
+    "register",
+]

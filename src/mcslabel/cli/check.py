@@ -60,3 +60,8 @@ def _check(args: argparse.Namespace) -> int:
     else:
         print(data["canonical"])
     return EXIT_OK
+
+
+__all__ = [
+    "register",
+]

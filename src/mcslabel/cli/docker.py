@@ -130,7 +130,7 @@ def _register_run(sub: Any) -> None:
 
 
 def _client(args: argparse.Namespace) -> Any:
-    from mcslabel.docker import connect
+    from mcslabel.integrations.docker import connect
 
     return connect(args.docker_host)
 
@@ -146,7 +146,7 @@ def _filters(items: list[str]) -> dict[str, list[str]]:
 
 
 def _sync(args: argparse.Namespace) -> int:
-    from mcslabel.docker import sync
+    from mcslabel.integrations.docker import sync
 
     client = _client(args)
     with open_allocator(args.store, args.categories) as allocator:
@@ -167,7 +167,7 @@ def _sync(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
-    from mcslabel.docker import audit
+    from mcslabel.integrations.docker import audit
 
     filters = _filters(args.filter)
     client = _client(args)
@@ -190,7 +190,7 @@ def _audit(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from mcslabel.docker import Volume, run
+    from mcslabel.integrations.docker import Volume, run
 
     volumes = [Volume.parse(v) for v in args.volume]
     labels = {}
@@ -226,7 +226,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _rm(args: argparse.Namespace) -> int:
-    from mcslabel.docker import remove
+    from mcslabel.integrations.docker import remove
 
     client = _client(args)
     with open_allocator(args.store, args.categories) as allocator:
@@ -236,3 +236,8 @@ def _rm(args: argparse.Namespace) -> int:
     else:
         print(f"removed {args.container}")
     return EXIT_OK
+
+
+__all__ = [
+    "register",
+]

@@ -33,7 +33,7 @@ def register(subparsers: Any) -> None:
 
 
 def _policy(args: argparse.Namespace) -> int:
-    from mcslabel.policy import load_policy
+    from mcslabel.verification.policy import load_policy
 
     policy = load_policy(args.policy_root, policy=args.policy)
     data: dict[str, Any] = {
@@ -80,3 +80,9 @@ def _policy(args: argparse.Namespace) -> int:
             ],
         )
     return EXIT_OK
+
+
+__all__ = [
+    "add_policy_flags",
+    "register",
+]

@@ -102,7 +102,7 @@ def _refused(args: argparse.Namespace, exc: Exception) -> int:
 
 def _relabel(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
-    from mcslabel.relabel import relabel
+    from mcslabel.relabeling.engine import relabel
 
     bar = _ProgressLine() if sys.stderr.isatty() and not args.json else None
     try:
@@ -146,7 +146,7 @@ def _relabel(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
-    from mcslabel.relabel import restore
+    from mcslabel.relabeling.engine import restore
 
     try:
         result = restore(args.journal, dry_run=args.dry_run)
@@ -164,3 +164,8 @@ def _restore(args: argparse.Namespace) -> int:
         for err in result.errors:
             print(f"  {err.path}: {err.message}", file=sys.stderr)
     return EXIT_OK if result.ok else EXIT_FAILED
+
+
+__all__ = [
+    "register",
+]

@@ -108,7 +108,7 @@ def _booleans(values: list[str] | None) -> dict[str, bool] | None:
 
 def _open_store(url: str) -> Any:
     try:
-        from mcslabel.stores import open_store
+        from mcslabel.allocation.stores import open_store
     except ImportError as exc:
         print(f"mcslabel: error: --store is not available in this build: {exc}", file=sys.stderr)
         return None
@@ -116,7 +116,7 @@ def _open_store(url: str) -> Any:
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from mcslabel.verify import DEFAULT_PATHS, verify
+    from mcslabel.verification.verifier import DEFAULT_PATHS, verify
 
     perms = _perms(args.perms)
     classes = args.classes or (list(perms) if perms else ["file", "dir"])
@@ -218,3 +218,8 @@ def _print(report: Any) -> None:
         print(f"FAIL: {len(report.violations)} must-block access(es) allowed:")
         for line in report.violations:
             print(f"  - {line}")
+
+
+__all__ = [
+    "register",
+]

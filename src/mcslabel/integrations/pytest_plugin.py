@@ -1,7 +1,7 @@
 """pytest plugin: MCS levels, relabeled volumes and policy assertions as fixtures.
 
 Installed with mcslabel and loaded through the ``pytest11`` entry point
-(``mcslabel = "mcslabel.pytest_plugin"``): a project that installs mcslabel
+(``mcslabel = "mcslabel.integrations.pytest_plugin"``): a project that installs mcslabel
 gets these fixtures with no conftest. Disable with ``-p no:mcslabel``.
 
 Fixtures:
@@ -9,7 +9,7 @@ Fixtures:
 ``mcs_store``
     A fresh SQLite store in the test's temp dir, or the store ``--mcs-store URL`` names.
 ``mcs_allocator``
-    An :class:`~mcslabel.allocator.Allocator` on ``mcs_store``.
+    An :class:`~mcslabel.allocation.allocator.Allocator` on ``mcs_store``.
 ``mcs_level``
     A fresh category pair allocated for this test and released after it.
 ``mcs_volume``
@@ -17,7 +17,7 @@ Fixtures:
 ``selinux_policy``
     The installed policy, or the one under ``--mcs-policy-root DIR`` (session-wide).
 ``assert_blocked`` / ``assert_isolated``
-    :func:`mcslabel.testing.assert_blocked` and :func:`mcslabel.testing.assert_isolated`
+    :func:`mcslabel.assert_blocked` and :func:`mcslabel.assert_isolated`
     bound to ``selinux_policy``.
 
 Markers:
@@ -43,11 +43,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
-    from mcslabel.allocator import Allocator
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.stores import Store
     from mcslabel.level import Level
-    from mcslabel.policy import Policy
-    from mcslabel.stores import Store
-    from mcslabel.verify import Report
+    from mcslabel.verification.policy import Policy
+    from mcslabel.verification.verifier import Report
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -97,7 +97,7 @@ def _marker_kwargs(request: pytest.FixtureRequest, name: str) -> dict[str, Any]:
 def process_owner() -> str:
     """The owner every allocation of this test process is made under: ``pid:<pid>@<host>``.
 
-    A pid owner is what :meth:`~mcslabel.allocator.Allocator.gc` frees once the
+    A pid owner is what :meth:`~mcslabel.allocation.allocator.Allocator.gc` frees once the
     process is gone, so a test run killed midway leaves nothing held for long.
     """
     return f"pid:{os.getpid()}@{socket.gethostname()}"
@@ -106,7 +106,7 @@ def process_owner() -> str:
 @pytest.fixture
 def mcs_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
     """A label store: ``--mcs-store URL``, else a fresh SQLite file in the test's temp dir."""
-    from mcslabel.stores import open_store
+    from mcslabel.allocation.stores import open_store
 
     url = _option(request.config, "mcs_store") or f"sqlite:///{tmp_path / 'labels.db'}"
     store = open_store(url)
@@ -119,7 +119,7 @@ def mcs_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
 @pytest.fixture
 def mcs_allocator(mcs_store: Store) -> Allocator:
     """An allocator on ``mcs_store`` with the default category count and exclusions."""
-    from mcslabel.allocator import Allocator
+    from mcslabel.allocation.allocator import Allocator
 
     return Allocator(mcs_store)
 
@@ -146,7 +146,7 @@ def mcs_volume(request: pytest.FixtureRequest, tmp_path: Path, mcs_level: Level)
     The relabel is journaled; the old labels are restored after the test.
     """
     from mcslabel.errors import RelabelError
-    from mcslabel.relabel import relabel, restore
+    from mcslabel.relabeling.engine import relabel, restore
 
     options = _marker_kwargs(request, "mcs_volume")
     volume = tmp_path / "volume"
@@ -172,21 +172,21 @@ def mcs_volume(request: pytest.FixtureRequest, tmp_path: Path, mcs_level: Level)
 @pytest.fixture(scope="session")
 def selinux_policy(request: pytest.FixtureRequest) -> Policy:
     """The installed policy, or the policy root given with ``--mcs-policy-root``."""
-    from mcslabel.policy import load_policy
+    from mcslabel.verification.policy import load_policy
 
     return load_policy(_option(request.config, "mcs_policy_root"))
 
 
 @pytest.fixture
 def assert_blocked(selinux_policy: Policy) -> Callable[..., Report]:
-    """:func:`mcslabel.testing.assert_blocked` on ``selinux_policy``.
+    """:func:`mcslabel.integrations.assertions.assert_blocked` on ``selinux_policy``.
 
     ``assert_blocked(paths=["/var"], level=mcs_level)`` verifies and raises
     ``AssertionError`` naming each allowed must-block access and its rules;
-    it returns the :class:`~mcslabel.verify.Report`. A report passed in is
+    it returns the :class:`~mcslabel.verification.verifier.Report`. A report passed in is
     checked as is.
     """
-    from mcslabel.testing import assert_blocked as check_blocked
+    from mcslabel.integrations.assertions import assert_blocked as check_blocked
 
     def check(report: Report | None = None, **verify_args: Any) -> Report:
         if report is None and "policy_root" not in verify_args:
@@ -198,13 +198,13 @@ def assert_blocked(selinux_policy: Policy) -> Callable[..., Report]:
 
 @pytest.fixture
 def assert_isolated(selinux_policy: Policy) -> Callable[..., None]:
-    """:func:`mcslabel.testing.assert_isolated` on ``selinux_policy``.
+    """:func:`mcslabel.integrations.assertions.assert_isolated` on ``selinux_policy``.
 
     ``assert_isolated(level_a, level_b)`` raises ``AssertionError`` unless the
     container domain at each level is denied, by an MCS constraint, access to
     the other level's files.
     """
-    from mcslabel.testing import assert_isolated as check_isolated
+    from mcslabel.integrations.assertions import assert_isolated as check_isolated
 
     def check(level_a: Level | str, level_b: Level | str, **kwargs: Any) -> None:
         if "policy_root" not in kwargs:
@@ -212,3 +212,17 @@ def assert_isolated(selinux_policy: Policy) -> Callable[..., None]:
         check_isolated(level_a, level_b, **kwargs)
 
     return check
+
+
+__all__ = [
+    "assert_blocked",
+    "assert_isolated",
+    "mcs_allocator",
+    "mcs_level",
+    "mcs_store",
+    "mcs_volume",
+    "process_owner",
+    "pytest_addoption",
+    "pytest_configure",
+    "selinux_policy",
+]

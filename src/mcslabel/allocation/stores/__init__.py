@@ -1,11 +1,11 @@
 """Label stores: where allocations live. Pick one by URL with :func:`open_store`.
 
 ``memory://``
-    In-process (:class:`~mcslabel.stores.memory.MemoryStore`); tests and scripts.
+    In-process (:class:`~mcslabel.allocation.stores.memory.MemoryStore`); tests and scripts.
 ``sqlite:///abs/path`` (``sqlite:///`` = the default path)
-    The embedded host-wide default (:class:`~mcslabel.stores.sqlite.SQLiteStore`).
+    The embedded host-wide default (:class:`~mcslabel.allocation.stores.sqlite.SQLiteStore`).
 ``etcd://h1:2379,h2:2379/prefix``
-    Cluster-wide (``mcslabel.stores.etcd.EtcdStore``), imported only when asked for.
+    Cluster-wide (``mcslabel.allocation.stores.etcd.EtcdStore``), imported only when asked for.
 
 Without a URL, ``$MCSLABEL_STORE`` decides, else the host's SQLite database.
 """
@@ -15,9 +15,7 @@ from __future__ import annotations
 import importlib
 import os
 
-from mcslabel.errors import InvalidInput, StoreError
-from mcslabel.errors import show_input as _q
-from mcslabel.stores.base import (
+from mcslabel.allocation.stores.base import (
     Allocation,
     Changes,
     CustomCheck,
@@ -25,6 +23,8 @@ from mcslabel.stores.base import (
     Snapshot,
     Store,
 )
+from mcslabel.errors import InvalidInput, StoreError
+from mcslabel.errors import show_input as _q
 
 #: Environment variable naming the store URL when none is given.
 STORE_ENV = "MCSLABEL_STORE"
@@ -32,10 +32,10 @@ STORE_ENV = "MCSLABEL_STORE"
 # scheme -> (module, class); each class has from_url(url). Imported lazily so
 # that choosing SQLite never imports the etcd client.
 _SCHEMES = {
-    "memory": ("mcslabel.stores.memory", "MemoryStore"),
-    "sqlite": ("mcslabel.stores.sqlite", "SQLiteStore"),
-    "etcd": ("mcslabel.stores.etcd", "EtcdStore"),
-    "etcds": ("mcslabel.stores.etcd", "EtcdStore"),
+    "memory": ("mcslabel.allocation.stores.memory", "MemoryStore"),
+    "sqlite": ("mcslabel.allocation.stores.sqlite", "SQLiteStore"),
+    "etcd": ("mcslabel.allocation.stores.etcd", "EtcdStore"),
+    "etcds": ("mcslabel.allocation.stores.etcd", "EtcdStore"),
 }
 
 
@@ -58,7 +58,7 @@ def open_store(url: str | None = None) -> Store:
     if scheme == "memory":
         if chosen != "memory://":
             raise InvalidInput(f"memory store URL takes no path: {_q(chosen)}; use 'memory://'")
-        from mcslabel.stores.memory import MemoryStore
+        from mcslabel.allocation.stores.memory import MemoryStore
 
         return MemoryStore()
     module_name, class_name = _SCHEMES[scheme]

@@ -20,10 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
 
-from mcslabel.errors import InvalidInput, StoreCorrupt, StoreError, StoreUnavailable
-from mcslabel.errors import show_input as _q
-from mcslabel.level import Level
-from mcslabel.stores.base import (
+from mcslabel.allocation.stores.base import (
     Allocation,
     Changes,
     CustomCheck,
@@ -31,6 +28,9 @@ from mcslabel.stores.base import (
     Snapshot,
     level_key,
 )
+from mcslabel.errors import InvalidInput, StoreCorrupt, StoreError, StoreUnavailable
+from mcslabel.errors import show_input as _q
+from mcslabel.level import Level
 
 #: Schema version this code writes; a newer file is refused, never downgraded.
 SCHEMA_VERSION = 1
@@ -87,7 +87,7 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
 
 
 class SQLiteStore:
-    """A :class:`~mcslabel.stores.base.Store` in one SQLite file.
+    """A :class:`~mcslabel.allocation.stores.base.Store` in one SQLite file.
 
     Open one instance per process (never share a connection across
     ``fork``). Thread-safe within a process.
@@ -429,3 +429,12 @@ class SQLiteStore:
         except ValueError:
             raise InvalidInput(f"busy_timeout must be a number of seconds in {_q(url)}") from None
         return cls(store_path, busy_timeout=timeout, synchronous=sync)  # type: ignore[arg-type]
+
+
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT",
+    "SCHEMA_VERSION",
+    "SYSTEM_PATH",
+    "SQLiteStore",
+    "default_path",
+]

@@ -11,8 +11,9 @@ The key layout under the URL's prefix ``P`` (default ``/mcslabel``)::
     P/hosts/<host>        the host's lease id, itself bound to that lease
 
 Every write is one etcd transaction whose compares are the store contract
-(:mod:`mcslabel.stores.base` maps each method to its transaction). A request goes to one member
-and fails over to the next on connection errors, timeouts and "no leader"; when no member answers
+(:mod:`~mcslabel.allocation.stores.base` maps each method to its transaction). A request goes to
+one member and fails over to the next on connection errors, timeouts and "no leader"; when no
+member answers
 within ``timeout`` seconds the call raises :class:`~mcslabel.errors.StoreUnavailable`. There is no
 local fallback: a host that cannot reach the cluster cannot allocate, so it cannot duplicate.
 
@@ -44,6 +45,13 @@ from urllib.parse import parse_qsl, quote, unquote
 
 import attrs
 
+from mcslabel.allocation.stores.base import (
+    Allocation,
+    Changes,
+    CustomCheck,
+    InsertOutcome,
+    Snapshot,
+)
 from mcslabel.errors import (
     InvalidInput,
     StoreCorrupt,
@@ -53,13 +61,6 @@ from mcslabel.errors import (
 )
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
-from mcslabel.stores.base import (
-    Allocation,
-    Changes,
-    CustomCheck,
-    InsertOutcome,
-    Snapshot,
-)
 
 #: Seconds an operation keeps trying members before raising StoreUnavailable.
 DEFAULT_TIMEOUT = 5.0
@@ -602,9 +603,9 @@ def _revision(reply: Mapping[str, Any]) -> int:
 
 
 class EtcdStore:
-    """A :class:`~mcslabel.stores.base.Store` on an etcd v3 cluster (see the module docs).
+    """A :class:`~mcslabel.Store` on an etcd v3 cluster (see the module docs).
 
-    Open it with :func:`mcslabel.stores.open_store` or :meth:`from_url`. Thread-safe.
+    Open it with :func:`mcslabel.allocation.stores.open_store` or :meth:`from_url`. Thread-safe.
     """
 
     def __init__(self, config: EtcdConfig) -> None:
@@ -1177,3 +1178,16 @@ class EtcdStore:
 
 class _LeaseLost(StoreError):
     """A write named a lease that etcd no longer has (expired or revoked)."""
+
+
+__all__ = [
+    "CUSTOM_LOCK_TTL",
+    "DEFAULT_PORT",
+    "DEFAULT_PREFIX",
+    "DEFAULT_TIMEOUT",
+    "MIN_LEASE_TTL",
+    "PASSWORD_ENV",
+    "EtcdConfig",
+    "EtcdStore",
+    "parse_url",
+]

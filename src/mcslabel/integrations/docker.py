@@ -6,17 +6,17 @@ dominates) another container's, and accepts ``label=disable``. This module
 reads what the daemon actually holds and
 
 - :func:`labels_in_use` reports each container's level, type and mounts;
-- :func:`sync` mirrors those levels into an :class:`~mcslabel.allocator.Allocator`
+- :func:`sync` mirrors those levels into an :class:`~mcslabel.allocation.allocator.Allocator`
   (owner ``docker:<id>``) and releases the allocations of removed containers,
   so nothing else on the host is handed a level a container uses;
 - :func:`audit` finds duplicates, dominance, disabled labels, privileged
   containers, bind mounts of refused system paths and volumes whose on-disk
   label does not match;
 - :func:`security_opt` and :func:`run` start containers at an allocated level,
-  with bind volumes relabeled (and journaled) by :func:`mcslabel.relabel.relabel`.
+  with bind volumes relabeled (and journaled) by :func:`mcslabel.relabeling.engine.relabel`.
 
 It uses the ``docker`` SDK (extra ``mcslabel[docker]``), imported lazily as
-``docker_sdk`` inside functions: this module is ``mcslabel.docker``.
+``docker_sdk`` inside functions: this module is ``mcslabel.integrations.docker``.
 
 **Pods.** Two containers share a level *on purpose* (one refcounted
 allocation, no finding) when they form a pod: they carry the same value of one
@@ -58,7 +58,7 @@ from mcslabel.errors import show_input as _q
 from mcslabel.level import Level, LevelRange, parse_level_or_range
 
 if TYPE_CHECKING:
-    from mcslabel.allocator import Allocator
+    from mcslabel.allocation.allocator import Allocator
 
 #: Owner prefix of the allocations :func:`sync` and :func:`run` make.
 OWNER_PREFIX = "docker:"
@@ -365,7 +365,7 @@ def sync(allocator: Allocator, client: Any, *, owner_prefix: str = OWNER_PREFIX)
     it exists. What the registry still refuses (a level held unshared by a
     non-Docker owner) is reported in ``conflicts``, never raised.
     """
-    from mcslabel.allocator import comparable_pairs, pair_at
+    from mcslabel.allocation.allocator import comparable_pairs, pair_at
 
     everything = list(labels_in_use(client))
     live = {owner_prefix + c.id for c in everything}
@@ -510,7 +510,7 @@ def audit(
     Findings (severity): a level shared outside a pod (high), a level that
     dominates another container's (high), ``label=disable`` (high),
     ``--privileged`` or an unconfined type such as ``spc_t`` (high), a bind
-    mount of a path :mod:`mcslabel.relabel` refuses (high), a level that does
+    mount of a path :mod:`mcslabel.relabeling.engine` refuses (high), a level that does
     not parse (high), a volume whose on-disk level is another container's
     (high) or not the container's (medium), an unlabeled volume (low). With
     ``allocator``: a level the registry holds for a non-Docker owner (high)
@@ -518,7 +518,7 @@ def audit(
     daemon's own labeling is off; that is reported once (low).
 
     ``refused`` overrides the refused-path check (a callable taking a path and
-    returning a reason or None); by default :mod:`mcslabel.relabel`'s.
+    returning a reason or None); by default :mod:`mcslabel.relabeling.engine`'s.
     """
     containers = list(labels_in_use(client, filters=filters))
     try:
@@ -624,7 +624,7 @@ def _level_findings(containers: Sequence[ContainerLabel]) -> Iterator[Finding]:
 
 
 def _default_refused(path: str) -> str | None:
-    from mcslabel.paths import refusal_reason
+    from mcslabel.relabeling.refusals import refusal_reason
 
     return refusal_reason(path)
 
@@ -638,7 +638,7 @@ DAEMON_SOCKETS = frozenset(
 def _disk_context(path: str) -> Context | None:
     """The on-disk context of a mount source (symlinks followed, as the bind mount does);
     None when it has none or it cannot be read or parsed."""
-    from mcslabel.filecontexts import read_xattr_context
+    from mcslabel.verification.filecontexts import read_xattr_context
 
     try:
         raw = read_xattr_context(os.path.realpath(path))
@@ -844,7 +844,7 @@ def run(
 ) -> LabeledContainer:
     """Start ``image`` at a freshly allocated level with its volumes relabeled.
 
-    Allocates a pair, relabels each bind volume with :func:`mcslabel.relabel.relabel`
+    Allocates a pair, relabels each bind volume with :func:`mcslabel.relabeling.engine.relabel`
     (``Z``: container_file_t at the level, ``z``: shared at ``s0``; journaled under
     ``journal_dir``), creates the container with ``label=level:<pair>``, moves the
     allocation to owner ``docker:<id>`` and starts it. Docker itself is not asked to
@@ -852,7 +852,7 @@ def run(
     everything done so far is undone: journals restored, container removed, level
     released. Remove it with :func:`remove`.
     """
-    from mcslabel import relabel as relabel_mod
+    from mcslabel.relabeling import engine as relabel_mod
 
     _sdk()  # DockerError now, before anything is allocated, when the SDK is missing
     specs = [v if isinstance(v, Volume) else Volume.parse(v) for v in volumes]
@@ -953,8 +953,8 @@ def _restore_journals(journals: Sequence[Path], *, restore: bool) -> None:
     A journal that fails to restore is kept for ``mcslabel restore``;
     the first failure is raised once all the others were handled.
     """
-    from mcslabel import relabel as relabel_mod
-    from mcslabel.journal import remove_journal
+    from mcslabel.relabeling import engine as relabel_mod
+    from mcslabel.relabeling.journal import remove_journal
 
     first: BaseException | None = None
     for journal in reversed(journals):
@@ -984,7 +984,9 @@ def remove(client: Any, container: Any, *, allocator: Allocator, restore: bool =
     found = container_label(obj.attrs)
     text = found.labels.get(LEVEL_LABEL)
     if text is None:
-        raise InvalidInput(f"container {found.short_id} was not started by mcslabel.docker.run")
+        raise InvalidInput(
+            f"container {found.short_id} was not started by mcslabel.integrations.docker.run"
+        )
     level = Level.parse(text)
     journals = _journal_paths(found)
     try:

@@ -9,7 +9,7 @@
 - ``context="user:role:type:level"``: exactly that context.
 
 Safety by construction: the path is canonicalised and checked against the
-refused list (:mod:`mcslabel.paths`); the walk holds directory file
+refused list (:mod:`mcslabel.relabeling.refusals`); the walk holds directory file
 descriptors and labels every entry relative to its parent's fd without
 following symlinks, so a rename or symlink swap inside the tree cannot
 redirect it outside; it does not cross mount points unless asked; an entry
@@ -38,11 +38,13 @@ from typing import Any
 
 import attrs
 
-from mcslabel import _relabel_procs, _xattrat
 from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, JournalError, RelabelError
 from mcslabel.errors import show_input as _q
-from mcslabel.journal import (
+from mcslabel.level import Level
+from mcslabel.relabeling import _workers as _relabel_procs
+from mcslabel.relabeling import _xattrat
+from mcslabel.relabeling.journal import (
     JournalHeader,
     JournalWriter,
     format_record,
@@ -50,9 +52,8 @@ from mcslabel.journal import (
     read_journal,
     wait_unlocked,
 )
-from mcslabel.level import Level
-from mcslabel.paths import RefusedPaths, check_relabel_allowed
-from mcslabel.policy import PolicyRoot
+from mcslabel.relabeling.refusals import RefusedPaths, check_relabel_allowed
+from mcslabel.verification.policy import PolicyRoot
 
 # Records per journal batch: one fdatasync (~0.4 ms here) per batch keeps the
 # journal's cost under 1 us per file. Batches also bound open directory fds.
@@ -224,7 +225,7 @@ _Item = tuple[_Dir, bytes | None, int]  # dir, entry name (None: the dir itself)
 class _Walk:
     """The serial walk (calling thread): lists directories and cuts chunks of
     entries, then checks, journals and writes each chunk (dry runs, small
-    trees, ``workers=0``; the parallel walk is :mod:`mcslabel._relabel_procs`)."""
+    trees, ``workers=0``; the parallel walk is :mod:`mcslabel.relabeling._workers`)."""
 
     def __init__(
         self,
@@ -645,7 +646,7 @@ def relabel(
     old label before it changes; pass it to :func:`restore` to undo.
     ``workers`` is the number of worker *processes* (forked; each walks the
     whole tree and labels the inodes it owns, see
-    :mod:`mcslabel._relabel_procs`); 0 keeps everything in the calling
+    :mod:`mcslabel.relabeling._workers`); 0 keeps everything in the calling
     thread. The default is one per usable core (at most
     :data:`MAX_DEFAULT_WORKERS`) for trees of at least
     :data:`PARALLEL_MIN_ENTRIES` entries and 0 for smaller ones and dry runs.
@@ -792,7 +793,7 @@ def _run_parallel(
     A root already labeled right means the last relabel to this label most
     likely finished: the workers then share the tree by directory, which
     lists each entry once instead of once per worker (see
-    :mod:`mcslabel._relabel_procs`); otherwise they share it by inode.
+    :mod:`mcslabel.relabeling._workers`); otherwise they share it by inode.
     """
     try:
         # One worker shares nothing: it would only pay the walk's lstat of wrong labels.

@@ -2,7 +2,7 @@
 
 :class:`Allocator` holds the policy of allocation (uniform random pairs from
 ``secrets``, deterministic pairs for names, dominance safety, exhaustion,
-leases, gc); a :class:`~mcslabel.stores.base.Store` holds the records and
+leases, gc); a :class:`~mcslabel.allocation.stores.base.Store` holds the records and
 provides atomic primitives. Every store gets the same guarantees.
 
 How a random pair is picked in O(log n) whatever the occupancy: the allocator
@@ -37,6 +37,15 @@ from typing import Literal
 
 import attrs
 
+from mcslabel.allocation.stores.base import (
+    Allocation,
+    Changes,
+    InsertOutcome,
+    Store,
+    check_name,
+    check_owner,
+    trusted_pair_level,
+)
 from mcslabel.context import Context
 from mcslabel.errors import (
     AllocationError,
@@ -50,15 +59,6 @@ from mcslabel.errors import (
 )
 from mcslabel.errors import show_input as _q
 from mcslabel.level import DEFAULT_CATEGORIES, Level, LevelRange
-from mcslabel.stores.base import (
-    Allocation,
-    Changes,
-    InsertOutcome,
-    Store,
-    check_name,
-    check_owner,
-    trusted_pair_level,
-)
 
 #: Levels never handed out by default: ``s0:c1022,c1023`` is the privileged
 #: label runtimes use for shared mounts.
@@ -313,7 +313,7 @@ def _process_gone(pid: int, proc_root: Path) -> bool:
 class Allocator:
     """Allocates MCS levels from ``store``; see the module docs for the method.
 
-    :param store: where records live (:func:`mcslabel.stores.open_store`).
+    :param store: where records live (:func:`mcslabel.allocation.stores.open_store`).
     :param categories: the policy's category count (1024 on mainstream policies).
     :param exclude: levels never handed out, plus every pair comparable with them.
     :param host: this host's name, recorded in each allocation and used by

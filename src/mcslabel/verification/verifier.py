@@ -28,7 +28,6 @@ from typing import Any, Protocol
 
 import attrs
 
-from mcslabel import _bindings
 from mcslabel.context import Context
 from mcslabel.errors import (
     InvalidInput,
@@ -39,9 +38,10 @@ from mcslabel.errors import (
     UnknownPolicyName,
 )
 from mcslabel.errors import show_input as _q
-from mcslabel.filecontexts import PathContext, path_context
 from mcslabel.level import Level
-from mcslabel.policy import Policy, PolicyRoot, load_policy
+from mcslabel.verification import _bindings
+from mcslabel.verification.filecontexts import PathContext, path_context
+from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
 
 #: Host paths checked by default.
 DEFAULT_PATHS = ("/var", "/root", "/home")
@@ -437,7 +437,7 @@ def decisions(policy_file: str | os.PathLike[str]) -> Iterator[Decider]:
     copy linked into ``audit2why``): this loads them on first use, switches
     when another policy was loaded, and holds a lock meanwhile.
     """
-    from mcslabel._sepol import (
+    from mcslabel.verification._sepol import (
         REASON_BOUNDS,
         REASON_CONSTRAINT,
         REASON_RBAC,
@@ -479,7 +479,7 @@ def audit2why_decision(
     policy_file: str | os.PathLike[str], scon: str, tcon: str, tclass: str, perm: str
 ) -> Decision:
     """The same decision straight from ``audit2why`` (the reference :func:`decisions` follows)."""
-    from mcslabel._sepol import services_lock
+    from mcslabel.verification._sepol import services_lock
 
     path, key = _policy_key(policy_file)
     with services_lock:
@@ -733,7 +733,7 @@ def verify(
 
     :param policy_root: a directory laid out like ``/etc/selinux/<type>/``
         (default: the installed policy's).
-    :param policy: a binary policy file (or loaded :class:`~mcslabel.policy.Policy`)
+    :param policy: a binary policy file (or loaded :class:`~mcslabel.verification.policy.Policy`)
         to use instead of the root's.
     :param domain: the container domain; default: ``lxc_contexts``' process
         type. Aliases resolve (``svirt_lxc_net_t`` -> ``container_t``).
@@ -758,7 +758,7 @@ def verify(
     overrides = dict(booleans or {})
     if overrides:
         loaded_bools = _check_booleans(loaded, overrides)
-        from mcslabel._sepol import policy_with_booleans
+        from mcslabel.verification._sepol import policy_with_booleans
 
         rewritten = policy_with_booleans(loaded.path, loaded_bools)
         rules_policy = (
@@ -833,7 +833,7 @@ def verify(
 
 
 def _preload(policy_file: str) -> None:
-    from mcslabel._sepol import ServicesPolicy, services_lock
+    from mcslabel.verification._sepol import ServicesPolicy, services_lock
 
     # Never wait for the lock: its holder may be the thread that joins us.
     if not services_lock.acquire(blocking=False):
@@ -997,3 +997,28 @@ def _mcs(
                     )
                 )
     return McsResult(source, file_type, tuple(checks), tuple(held))
+
+
+__all__ = [
+    "DEFAULT_CLASSES",
+    "DEFAULT_LEVEL",
+    "DEFAULT_PATHS",
+    "DEFAULT_PERMS",
+    "BooleanFlip",
+    "Check",
+    "Decider",
+    "Decision",
+    "Grant",
+    "McsCheck",
+    "McsResult",
+    "MustBlock",
+    "PathResult",
+    "Reason",
+    "Report",
+    "audit2why_decision",
+    "decide",
+    "decisions",
+    "held_levels",
+    "other_pair",
+    "verify",
+]

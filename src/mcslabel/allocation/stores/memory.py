@@ -5,9 +5,7 @@ from __future__ import annotations
 import bisect
 import threading
 
-from mcslabel.errors import InvalidInput
-from mcslabel.level import Level
-from mcslabel.stores.base import (
+from mcslabel.allocation.stores.base import (
     Allocation,
     Changes,
     CustomCheck,
@@ -15,10 +13,12 @@ from mcslabel.stores.base import (
     Snapshot,
     level_key,
 )
+from mcslabel.errors import InvalidInput
+from mcslabel.level import Level
 
 
 class MemoryStore:
-    """A :class:`~mcslabel.stores.base.Store` held in a dict, guarded by one lock.
+    """A :class:`~mcslabel.allocation.stores.base.Store` held in a dict, guarded by one lock.
 
     Thread-safe. The change log keeps one entry per write so
     :meth:`changes` costs O(changes + log n), like the persistent stores.
@@ -125,3 +125,8 @@ class MemoryStore:
 
     def close(self) -> None:
         self._closed = True
+
+
+__all__ = [
+    "MemoryStore",
+]

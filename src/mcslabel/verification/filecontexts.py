@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import attrs
 
-from mcslabel import _bindings
 from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, NoFileContext, PolicyError
 from mcslabel.errors import show_input as _q
-from mcslabel.policy import PolicyRoot
+from mcslabel.verification import _bindings
+from mcslabel.verification.policy import PolicyRoot
 
 Source = Literal["xattr", "file_contexts", "homedirs_template"]
 
@@ -218,3 +218,17 @@ def _has_entries(homedirs: str) -> bool:
     except OSError:
         return False
     return any(line.strip() and not line.lstrip().startswith("#") for line in text.splitlines())
+
+
+__all__ = [
+    "HOME_CONTENT_TYPE",
+    "HOME_DIR_TYPE",
+    "MAX_SYMLINKS",
+    "XATTR_NAME",
+    "PathContext",
+    "file_contexts_entry",
+    "normalize_path",
+    "path_context",
+    "read_xattr_context",
+    "resolve_under",
+]

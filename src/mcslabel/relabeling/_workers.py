@@ -37,7 +37,7 @@ entries to nobody), so one huge directory is read by one worker in this walk.
 Each worker journals into its own segment (``JOURNAL.<n>``) with the same rule
 as the serial walk: records are ``fdatasync``\\ ed before the labels change.
 Workers die with the parent (``PR_SET_PDEATHSIG``), and every one of them
-keeps the journal's ``flock`` until it exits, so :func:`mcslabel.relabel.restore`
+keeps the journal's ``flock`` until it exits, so :func:`mcslabel.relabeling.engine.restore`
 never runs while a label may still change.
 """
 
@@ -58,7 +58,7 @@ import time
 from collections.abc import Callable
 from typing import Any, Final
 
-from mcslabel.journal import JournalWriter, escape, label_field
+from mcslabel.relabeling.journal import JournalWriter, escape, label_field
 
 XATTR: Final = "security.selinux"
 MIX: Final = 0x9E3779B1  # Fibonacci hashing: ext4 hands out inodes in runs
@@ -878,3 +878,17 @@ def _sum(counts: Any) -> Counts:
     for a, b, x, y in counts:
         v, c, u, f = v + a, c + b, u + x, f + y
     return v, c, u, f
+
+
+__all__ = [
+    "LINKED_BATCH",
+    "MIX",
+    "SMALL_LEAF_BYTES",
+    "XATTR",
+    "OpenDir",
+    "Spec",
+    "Totals",
+    "nlink_counts_subdirs",
+    "owner",
+    "run",
+]

@@ -17,9 +17,9 @@ from typing import Any
 
 import attrs
 
-from mcslabel import _bindings
 from mcslabel.context import ContainerContexts
 from mcslabel.errors import PolicyError
+from mcslabel.verification import _bindings
 
 SELINUX_DIR = Path("/etc/selinux")
 _POLICY_FILE = re.compile(r"policy\.(\d+)")
@@ -169,3 +169,12 @@ def _load(path: str, root: PolicyRoot | None) -> Policy:
         version=int(sp.version),
         setools_policy=sp,
     )
+
+
+__all__ = [
+    "SELINUX_DIR",
+    "Policy",
+    "PolicyRoot",
+    "installed_policy_type",
+    "load_policy",
+]

@@ -183,3 +183,11 @@ def set_fd(fd: int, value: bytes | None) -> None:
                 raise
     else:
         os.setxattr(path, XATTR, value)
+
+
+__all__ = [
+    "XATTR",
+    "LabelIO",
+    "get_fd",
+    "set_fd",
+]

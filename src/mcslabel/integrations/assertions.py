@@ -1,7 +1,7 @@
 """Assertions for test suites: fail with the policy's own explanation.
 
-``assert_blocked`` takes a :class:`~mcslabel.verify.Report` (or runs
-:func:`~mcslabel.verify.verify` with the given keyword arguments) and raises
+``assert_blocked`` takes a :class:`~mcslabel.verification.verifier.Report` (or runs
+:func:`~mcslabel.verification.verifier.verify` with the given keyword arguments) and raises
 ``AssertionError`` listing every must-block access that is allowed, with the
 rules that grant it. ``assert_isolated`` checks two levels against each other
 in both directions: every checked access must be denied by an MCS constraint.
@@ -15,8 +15,8 @@ from collections.abc import Mapping, Sequence
 
 from mcslabel.errors import InvalidInput
 from mcslabel.level import Level
-from mcslabel.policy import Policy, PolicyRoot, load_policy
-from mcslabel.verify import (
+from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
+from mcslabel.verification.verifier import (
     MustBlock,
     Reason,
     Report,
@@ -29,7 +29,7 @@ __all__ = ["assert_blocked", "assert_isolated"]
 def assert_blocked(report: Report | None = None, **verify_args: object) -> Report:
     """Assert that nothing the must-block policy forbids is allowed.
 
-    Pass a report, or the keyword arguments of :func:`~mcslabel.verify.verify`
+    Pass a report, or the keyword arguments of :func:`~mcslabel.verification.verifier.verify`
     (``policy_root=..., paths=[...]``). Returns the report for further checks.
     """
     if report is None:

@@ -3,7 +3,7 @@
 A store keeps one record (:class:`Allocation`) per held level, keyed by the
 level's canonical text (``s0:c1,c2``). It offers atomic primitives, full and
 incremental reads, and nothing else: choosing pairs, dominance checks,
-exhaustion and deterministic names live in :mod:`mcslabel.allocator` and are
+exhaustion and deterministic names live in :mod:`mcslabel.allocation.allocator` and are
 shared by every store.
 
 The primitives map one to one onto etcd v3 transactions, so a distributed
@@ -205,7 +205,7 @@ class Allocation:
     owners: tuple[str, ...] = attrs.field(converter=_to_owners, validator=_validate_owners)
     #: Unix time the level was first allocated.
     created: float = attrs.field(validator=_validate_time)
-    #: Unix time after which :meth:`mcslabel.allocator.Allocator.gc` frees it; None = no lease.
+    #: Unix time after which :meth:`~mcslabel.Allocator.gc` frees it; None = no lease.
     expires: float | None = attrs.field(default=None, validator=_validate_time)
     #: Deterministic-allocation name (unique across the store), or None.
     name: str | None = attrs.field(default=None, validator=_validate_name)
@@ -499,3 +499,18 @@ class Store(Protocol):
     def close(self) -> None:
         """Release connections; the store is unusable afterwards. Idempotent."""
         ...
+
+
+__all__ = [
+    "MAX_OWNERS",
+    "MAX_OWNER_LENGTH",
+    "Allocation",
+    "Changes",
+    "InsertOutcome",
+    "Snapshot",
+    "Store",
+    "check_name",
+    "check_owner",
+    "level_key",
+    "trusted_pair_level",
+]

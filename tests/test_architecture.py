@@ -1,0 +1,138 @@
+"""The package layout is a rule, not a habit: imports point inward only.
+
+Reads every module's imports with ``ast`` (nothing is imported) and fails when
+an import points outward: the model importing a job, a job importing the CLI
+or an integration, one job importing another job's private module, the CLI or
+the pytest plugin reaching into a private module.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parent.parent / "src"
+PACKAGE = SRC / "mcslabel"
+
+MODEL = {"mcslabel.level", "mcslabel.context", "mcslabel.errors", "mcslabel.pairs"}
+JOBS = ("allocation", "relabeling", "verification")
+MAX_LINES = 400
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(SRC).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _modules() -> dict[str, Path]:
+    return {_module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every mcslabel module this one imports (absolute or relative)."""
+    found: set[str] = set()
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")
+                anchor = anchor[: len(anchor) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            found.add(base)
+            # "from mcslabel.relabeling import engine" imports a module too.
+            found.update(f"{base}.{a.name}" for a in node.names)
+    modules = _modules()
+    return {m for m in found if m in modules}
+
+
+def _layer(module: str) -> str:
+    if module in MODEL or module == "mcslabel":
+        return "model" if module in MODEL else "front"
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "front"
+
+
+def _is_private(module: str) -> bool:
+    return any(p.startswith("_") and p != "__init__" for p in module.split(".")[1:])
+
+
+def _violations() -> list[str]:
+    bad: list[str] = []
+    for name, path in _modules().items():
+        layer = _layer(name)
+        for target in _imports(name, path):
+            tlayer = _layer(target)
+            if target == name or tlayer == layer:
+                continue
+            why = None
+            if layer == "model" and tlayer != "model":
+                why = "the model imports no job"
+            elif tlayer == "cli":
+                why = "nothing outside the CLI imports the CLI"
+            elif tlayer == "integrations" and layer in JOBS:
+                why = "a job never imports an integration"
+            elif layer in JOBS and tlayer == "front":
+                why = "a job never imports the front door (cycles)"
+            elif _is_private(target):
+                why = "another package's private module"
+            if why:
+                bad.append(f"{name} imports {target}: {why}")
+    return bad
+
+
+def test_imports_point_inward() -> None:
+    assert _violations() == []
+
+
+def test_the_rule_catches_an_outward_import(tmp_path: Path) -> None:
+    # The checker itself must be able to fail: the model importing a job.
+    assert _layer("mcslabel.level") == "model"
+    assert _layer("mcslabel.allocation.allocator") == "allocation"
+    assert _is_private("mcslabel.allocation._index")
+    assert not _is_private("mcslabel.allocation.stores")
+
+
+def test_four_jobs_at_a_glance() -> None:
+    packages = {p.name for p in PACKAGE.iterdir() if (p / "__init__.py").exists()}
+    assert {"allocation", "relabeling", "verification", "integrations", "cli"} <= packages
+    for pkg in packages:
+        doc = ast.get_docstring(ast.parse((PACKAGE / pkg / "__init__.py").read_text()))
+        assert (doc and "May import" in doc) or pkg == "cli", f"{pkg}/__init__.py says what it owns"
+
+
+@pytest.mark.parametrize("name", sorted(n for n in _modules() if not n.endswith("__init__")))
+def test_public_modules_declare_all(name: str) -> None:
+    path = _modules()[name]
+    if _is_private(name) or path.name == "__main__.py":
+        pytest.skip("private module")
+    tree = ast.parse(path.read_text())
+    names = {
+        t.id
+        for node in tree.body
+        if isinstance(node, ast.Assign | ast.AnnAssign)
+        for t in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        if isinstance(t, ast.Name)
+    }
+    assert "__all__" in names, f"{name} has no __all__"
+
+
+def test_import_mcslabel_stays_cheap() -> None:
+    code = (
+        "import sys, mcslabel\n"
+        "loaded = sorted(m for m in sys.modules if m.startswith('mcslabel'))\n"
+        "assert loaded == ['mcslabel', 'mcslabel.context', 'mcslabel.errors', 'mcslabel.level']"
+        ", loaded\n"
+        "from mcslabel import relabel, verify, Allocator, open_store, load_policy\n"
+        "import mcslabel.relabeling, mcslabel.verification\n"
+        "assert callable(mcslabel.relabel) and callable(mcslabel.verify)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
