@@ -340,11 +340,11 @@ def test_unreachable_daemon_is_a_docker_error_in_every_call(tmp_path: Path) -> N
     client = docker_sdk.DockerClient(
         base_url=f"unix://{tmp_path}/none.sock", version="1.41", timeout=5
     )
-    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}", create=True))
     with pytest.raises(DockerError, match="cannot list containers"):
         list(labels_in_use(client))
     with pytest.raises(DockerError):
         audit(client)
     with pytest.raises(DockerError):
         sync(allocator, client)
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []

@@ -365,8 +365,6 @@ def sync(allocator: Allocator, client: Any, *, owner_prefix: str = OWNER_PREFIX)
     it exists. What the registry still refuses (a level held unshared by a
     non-Docker owner) is reported in ``conflicts``, never raised.
     """
-    from mcslabel.allocation.allocator import comparable_pairs, pair_at
-
     everything = list(labels_in_use(client))
     live = {owner_prefix + c.id for c in everything}
     containers = [c for c in everything if c.level is not None and not c.disabled]
@@ -377,7 +375,7 @@ def sync(allocator: Allocator, client: Any, *, owner_prefix: str = OWNER_PREFIX)
     conflicts: list[tuple[str, str, str]] = []
 
     # Release first: a removed container's level must not block a new one's.
-    for allocation in allocator.list():
+    for allocation in allocator.allocations():
         for owner in allocation.owners:
             if owner.startswith(owner_prefix) and owner not in live:
                 if _exists(client, owner[len(owner_prefix) :]):
@@ -397,15 +395,11 @@ def sync(allocator: Allocator, client: Any, *, owner_prefix: str = OWNER_PREFIX)
         try:
             allocator.reserve(c.level, owner, shared=True)
         except DominanceConflict as exc:
-            pairs = sorted(set(comparable_pairs(c.level, allocator.categories)))
-            if c.level.is_pair or len(pairs) > MAX_FENCE_PAIRS:
+            # Recorded in use: it blocks every level comparable with it, by rule.
+            allocator.record_in_use(c.level, owner)
+            fenced.append((level_text, owner))
+            if c.level.is_pair:
                 conflicts.append((level_text, owner, str(exc)))
-                continue
-            for index in pairs:
-                pair = Level.pair(*pair_at(index, allocator.categories))
-                with contextlib.suppress(LabelInUse, DominanceConflict, InvalidLevel):
-                    allocator.reserve(pair, owner, shared=True)
-                    fenced.append((str(pair), owner))
             continue
         except (LabelInUse, InvalidLevel) as exc:
             conflicts.append((level_text, owner, str(exc)))
