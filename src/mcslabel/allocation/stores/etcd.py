@@ -110,7 +110,7 @@ def _parse_endpoint(text: str) -> tuple[str, int]:
         if ":" in port_text:
             raise InvalidInput(f"bad etcd endpoint {_q(text)}: write IPv6 hosts as [addr]:port")
     if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        if not (port_text.isascii() and port_text.isdigit()) or not 0 < int(port_text) < 65536:
             raise InvalidInput(f"bad port in etcd endpoint {_q(text)}")
         port = int(port_text)
     if not host or any(ch.isspace() or ch in "/?#@" for ch in host):
@@ -206,7 +206,13 @@ def parse_url(url: str) -> EtcdConfig:
         hosts, userinfo = netloc, ""
     endpoints = tuple(_parse_endpoint(h.strip()) for h in hosts.split(",") if h.strip())
     options: dict[str, str] = {}
-    for name, value in parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query)):
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=bool(query))
+    except ValueError:
+        raise InvalidInput(
+            f"bad etcd store options in {_q(url)}: write them as ?name=value&name=value"
+        ) from None
+    for name, value in pairs:
         if name not in _OPTIONS:
             raise InvalidInput(f"unknown etcd store option {_q(name)} in {_q(url)}")
         options[name] = value
@@ -215,7 +221,7 @@ def parse_url(url: str) -> EtcdConfig:
     if "password_file" in options:
         try:
             password = Path(options["password_file"]).read_text().strip()
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path, not UTF-8
             raise InvalidInput(f"cannot read etcd password_file: {exc}") from None
     elif os.environ.get(PASSWORD_ENV):
         password = os.environ[PASSWORD_ENV]
