@@ -47,7 +47,7 @@ class ReservationOperations(OwnerOperations):
     ) -> Allocation:
         raise NotImplementedError
 
-    def _inserted(self, record: Allocation, revision: int) -> Allocation:
+    def _inserted(self, stored: Allocation) -> Allocation:
         raise NotImplementedError
 
     def _backoff(self, attempt: int) -> None:
@@ -130,7 +130,7 @@ class ReservationOperations(OwnerOperations):
                 else:
                     result = self.store.insert_custom(record, check)
                 if result.inserted:
-                    return self._inserted(record, result.revision)
+                    return self._inserted(result.stored(record))
                 if result.outcome is InsertOutcome.GENERATION_MOVED:
                     self._backoff(attempt)
             raise self._give_up(f"reserve {wanted}")
@@ -162,7 +162,7 @@ class ReservationOperations(OwnerOperations):
                 # insert racing with this one is refused and its allocator resyncs.
                 result = self.store.insert_custom(record, lambda held: None)
                 if result.inserted:
-                    return self._inserted(record, result.revision)
+                    return self._inserted(result.stored(record))
             raise self._give_up(f"record {wanted} in use")
 
 

@@ -18,6 +18,7 @@ May import: the model, :mod:`mcslabel.allocation.stores`, its own modules.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import math
 import os
@@ -297,7 +298,7 @@ class Allocator(ReservationOperations):
                 result = self.store.insert(record, generation=view.generation)
                 if result.outcome is InsertOutcome.INSERTED:
                     # Known new pair: block it directly (what _apply would do).
-                    record = record.with_revision(result.revision)
+                    record = result.stored(record)
                     view.records[record.key] = record
                     view.index.block_pair(a, b)
                     return record
@@ -318,10 +319,14 @@ class Allocator(ReservationOperations):
         """
         index, total = self._view.index, self.total_pairs
         if index.free * 2 >= total:  # worth it only while most pairs are free
-            is_free, randbelow, pair_of = index.is_free, secrets.randbelow, index.pair_of
+            randbelow, bisect_right = secrets.randbelow, bisect.bisect_right
+            starts, blocked = index.row_starts, index.blocked
             for _ in range(_REJECTION_DRAWS):
-                a, b = pair_of(randbelow(total))
-                if is_free(a, b):
+                # FreeIndex.pair_of and is_free, inlined: this is the hot loop.
+                candidate = randbelow(total)
+                a = bisect_right(starts, candidate) - 1
+                b = a + 1 + candidate - starts[a]
+                if not (blocked[a] >> b) & 1:
                     return a, b
         return index.kth_free(secrets.randbelow(index.free))
 
@@ -374,13 +379,12 @@ class Allocator(ReservationOperations):
                 )
                 result = self.store.insert(record, generation=self._view.generation)
                 if result.inserted:
-                    return self._inserted(record, result.revision)
+                    return self._inserted(result.stored(record))
                 if result.outcome is InsertOutcome.GENERATION_MOVED:
                     self._backoff(attempt)
             raise self._give_up(f"allocate name {_q(name)}")
 
-    def _inserted(self, record: Allocation, revision: int) -> Allocation:
-        stored = record.with_revision(revision)
+    def _inserted(self, stored: Allocation) -> Allocation:
         self._view.apply(stored.key, stored)
         return stored
 

@@ -274,8 +274,20 @@ class Allocation:
         )
 
     def with_revision(self, revision: int) -> Allocation:
-        """This record at store revision ``revision``."""
-        return attrs.evolve(self, revision=revision)
+        """This record at store revision ``revision`` (a hot path: no re-validation)."""
+        return Allocation(
+            self.level,
+            self.owners,
+            self.created,
+            self.expires,
+            self.name,
+            self.shared,
+            self.host,
+            self.custom,
+            self.persistent,
+            self.in_use,
+            revision,
+        )
 
     @property
     def refcount(self) -> int:
@@ -392,6 +404,12 @@ class InsertResult:
     outcome: InsertOutcome
     #: The stored record's revision when ``outcome`` is INSERTED, else 0.
     revision: int = 0
+    #: The stored record, when the store has it at hand (in-process stores); else None.
+    record: Allocation | None = attrs.field(default=None, eq=False, repr=False)
+
+    def stored(self, sent: Allocation) -> Allocation:
+        """The record as stored: ``record``, or ``sent`` at ``revision``."""
+        return self.record if self.record is not None else sent.with_revision(self.revision)
 
     @property
     def inserted(self) -> bool:
