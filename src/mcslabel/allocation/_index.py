@@ -51,8 +51,9 @@ class FreeIndex:
         # Fenwick tree over _row_free, 1-based, padded to a power of two.
         self._cap = 1 << max(n - 1, 1).bit_length()
         self._tree: list[int] = []
-        # Queued (row, delta) changes not yet in the tree; None = rebuild it.
-        self._pending: list[tuple[int, int]] | None = None
+        # Queued changes not yet in the tree, flat: row, delta, row, delta... (ints, so
+        # the garbage collector does not track them); None = rebuild the tree.
+        self._pending: list[int] | None = None
 
     # --- pairs ----------------------------------------------------------
 
@@ -71,7 +72,7 @@ class FreeIndex:
 
     def block_pair(self, a: int, b: int) -> None:
         """One more pair record holds ``(a, b)``."""
-        index = self.index_of(a, b)
+        index = self.row_starts[a] + b - a - 1  # index_of(), inlined: the allocation path
         count = self._pair_counts.get(index, 0)
         self._pair_counts[index] = count + 1
         if count == 0:
@@ -79,7 +80,14 @@ class FreeIndex:
             blocked = self.blocked[a]
             if not (blocked >> b) & 1:  # the hot path: one bit, one row count
                 self.blocked[a] = blocked | (1 << b)
-                self._moved(a, -1)
+                self._row_free[a] -= 1  # _moved(a, -1), inlined
+                self.free -= 1
+                pending = self._pending
+                if pending is not None:
+                    pending.append(a)
+                    pending.append(-1)
+                    if len(pending) > 2 * self.categories:
+                        self._pending = None
 
     def unblock_pair(self, a: int, b: int) -> None:
         """One pair record less holds ``(a, b)``."""
@@ -159,8 +167,9 @@ class FreeIndex:
         self.free += delta
         pending = self._pending
         if pending is not None:
-            pending.append((row, delta))
-            if len(pending) > self.categories:
+            pending.append(row)
+            pending.append(delta)
+            if len(pending) > 2 * self.categories:
                 self._pending = None  # cheaper to rebuild than to replay
 
     def _flush(self) -> None:
@@ -174,8 +183,8 @@ class FreeIndex:
             self._tree = tree
             self._pending = []
             return
-        for row, delta in pending:
-            i = row + 1
+        for at in range(0, len(pending), 2):
+            i, delta = pending[at] + 1, pending[at + 1]
             while i <= cap:
                 tree[i] += delta
                 i += i & -i

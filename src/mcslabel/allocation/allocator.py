@@ -294,11 +294,13 @@ class Allocator(ReservationOperations):
                     self.host,
                     False,
                     persistent,
+                    key=f"s0:c{a},c{b}",
                 )
                 result = self.store.insert(record, generation=view.generation)
                 if result.outcome is InsertOutcome.INSERTED:
                     # Known new pair: block it directly (what _apply would do).
-                    record = result.stored(record)
+                    stored = result.record  # result.stored(), inlined
+                    record = record.with_revision(result.revision) if stored is None else stored
                     view.records[record.key] = record
                     view.index.block_pair(a, b)
                     return record
