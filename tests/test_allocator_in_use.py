@@ -164,3 +164,12 @@ def test_allocator_closes_its_store(tmp_path: Path) -> None:
         allocator.allocate("o")
     with pytest.raises(Exception, match="closed"):
         store.snapshot()
+
+
+def test_stores_are_context_managers(tmp_path: Path) -> None:
+    with SQLiteStore(tmp_path / "labels.db") as store:
+        Allocator(store).allocate("o")
+    with pytest.raises(Exception, match="closed"):
+        store.snapshot()
+    with MemoryStore() as memory:
+        assert memory.snapshot().allocations == ()

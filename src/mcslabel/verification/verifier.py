@@ -593,7 +593,8 @@ def held_levels(store: object) -> tuple[Level, ...]:
     object with ``.list()`` of allocations with ``.level``, or an iterable of
     levels (``Level`` or text)."""
     items: Iterable[Any]
-    lister = getattr(store, "list", None)
+    # Allocator.allocations() (list() is its deprecated alias).
+    lister = getattr(store, "allocations", None) or getattr(store, "list", None)
     snapshot = getattr(store, "snapshot", None)
     if callable(lister):
         items = (getattr(a, "level", a) for a in lister())

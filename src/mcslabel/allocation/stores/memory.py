@@ -129,6 +129,12 @@ class MemoryStore:
     def close(self) -> None:
         self._closed = True
 
+    def __enter__(self) -> MemoryStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 __all__ = [
     "MemoryStore",

@@ -478,6 +478,12 @@ class SQLiteStore:
             self._closed = True
             self._conn.close()
 
+    def __enter__(self) -> SQLiteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- SQLite only ----------------------------------------------------
 
     def integrity_problems(self) -> list[str]:

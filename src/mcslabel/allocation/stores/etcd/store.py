@@ -367,6 +367,12 @@ class EtcdStore(_EtcdClient):
             self._keepalive.join(timeout=self._config.timeout)
         self._members.close()
 
+    def __enter__(self) -> EtcdStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     # --- extras beyond the Store protocol ----------------------------------------
 
     def host_lease(self) -> int | None:
