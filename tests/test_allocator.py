@@ -8,6 +8,7 @@ has a label to find; a fake proc root stands in for one that has.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -593,3 +594,30 @@ def test_draws_are_uniform_over_the_free_pairs(held: int) -> None:
     expected = draws / len(free)
     # 15 % of the expected count is over 8 standard deviations: no chance failures.
     assert all(abs(c - expected) < 0.15 * expected for c in counts.values()), counts
+
+
+def test_levels_in_use_block_by_rule_in_every_store(store: Store) -> None:
+    """record_in_use persists, and moves the generation: a stale allocator resyncs."""
+    first = Allocator(store, categories=12, exclude=(), host="a")
+    second = Allocator(store, categories=12, exclude=(), host="b")
+    second.sync()  # its view predates the records: its inserts must be refused, then redone
+    seen = ["s0:c1", "s0:c1,c2,c3", "s0-s0:c4.c7"]
+    for i, level in enumerate(seen):
+        record = first.record_in_use(level, f"docker:{i}")
+        assert record.in_use and record.revision > 0
+    blockers = [Level.parse(t.rpartition("-")[2]) for t in seen]
+    expected = {
+        Level.pair(a, b)
+        for a in range(12)
+        for b in range(a + 1, 12)
+        if not any(Level.pair(a, b).comparable(x) for x in blockers)
+    }
+    got = []
+    with contextlib.suppress(SpaceExhausted):
+        while len(got) <= len(expected):
+            got.append(second.allocate("o").level)
+    assert sorted(got, key=str) == sorted(expected, key=str)
+    in_use = {str(r.level): r.owners for r in second.allocations() if r.in_use}
+    assert in_use == {"s0:c1": ("docker:0",), "s0:c1.c3": ("docker:1",), "s0:c4.c7": ("docker:2",)}
+    assert first.release("s0-s0:c4.c7", "docker:2") is None
+    assert second.allocate("o").level.categories <= set(range(4, 8))
