@@ -187,3 +187,19 @@ def test_a_lease_beyond_year_9999_is_listed_and_renewed(
     code, out, err = run(capsys, "renew", "--store", url, "--ttl", "1e299", "s0:c1,c2")
     assert code == 0, err
     assert out.startswith("s0:c1,c2 expires 1") and "T" not in out
+
+
+def test_list_shows_levels_in_use(capsys: pytest.CaptureFixture[str], url: str) -> None:
+    from mcslabel import Allocator, open_store
+
+    with Allocator(open_store(url)) as allocator:
+        allocator.record_in_use("s0:c0.c99", "docker:wide")
+    code, out, _ = run(capsys, "list", "--store", url)
+    assert code == 0 and "s0:c0.c99" in out and "(in use)" in out
+    code, out, _ = run(capsys, "list", "--store", url, "--json")
+    (record,) = json.loads(out)
+    assert record["in_use"] is True and record["owners"] == ["docker:wide"]
+    code, _, err = run(capsys, "allocate", "--store", url, "--categories", "100")
+    assert code == 3 and "no free category pair" in err
+    assert run(capsys, "release", "s0:c0.c99", "--store", url, "--owner", "docker:wide")[0] == 0
+    assert run(capsys, "list", "--store", url, "--json")[1].strip() == "[]"

@@ -163,7 +163,13 @@ def _list(args: argparse.Namespace) -> int:
     print_table(
         ("level", "owners", "name", "expires", "host"),
         [
-            (r.level, ",".join(r.owners), r.name or "-", _when(r.expires), r.host or "-")
+            (
+                r.level,
+                ",".join(r.owners),
+                "(in use)" if r.in_use else r.name or "-",
+                _when(r.expires),
+                r.host or "-",
+            )
             for r in records
         ],
     )
