@@ -200,7 +200,7 @@ def _sqlite_run(processes: int, count: int, sync: str, naive: bool) -> float:
     ctx = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory() as tmp:
         url = f"sqlite://{tmp}/labels.db?synchronous={sync}"
-        SQLiteStore.from_url(url).close()
+        SQLiteStore.from_url(url, create=True).close()
         with ctx.Manager() as manager:
             barrier = manager.Barrier(processes)
             with ctx.Pool(processes) as pool:

@@ -30,7 +30,7 @@ for bad in 's0:c1024' 'SystemLow' 's0:c5.c3'; do
 done
 
 section "allocate: a host-wide registry (throwaway SQLite store)"
-LEVEL=$($M allocate --owner demo:web --ttl 600)
+LEVEL=$($M allocate --owner demo:web --ttl 600 --create-store)  # a new, explicit store
 echo "allocated $LEVEL for demo:web (lease 600 s)"
 tmp=$($M allocate --owner demo:tmp)
 echo "allocated $tmp for demo:tmp"
