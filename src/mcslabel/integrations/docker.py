@@ -721,6 +721,8 @@ def _registry_findings(
         if c.level is None or c.disabled:
             continue
         try:
+            # get() finds records beyond the allocator's categories (levels in use): check.
+            c.level.check(categories=allocator.categories)
             allocation = allocator.get(c.level)
         except InvalidLevel as exc:
             yield Finding(
