@@ -1,8 +1,12 @@
 """Allocating MCS levels: the allocator, its free-pair index and its stores.
 
-Owns: handing out unique category pairs, reserving custom levels, leases,
-garbage collection, discovery of levels in use (``/proc``), and the registry
-stores (SQLite, memory, etcd) under :mod:`mcslabel.allocation.stores`.
+Owns: handing out unique category pairs, reserving custom levels, levels
+recorded in use, co-owners, leases, garbage collection, discovery of levels in
+use (``/proc``), and the registry stores (SQLite, memory, etcd) under
+:mod:`mcslabel.allocation.stores`. Modules: ``allocator`` (the Allocator),
+``discovery`` (/proc, gc); private ``_index`` (the free-pair index), ``_view``
+(the synced view of the store), ``_checks``, ``_reservation``, ``_owners``.
+Pair numbering lives in the model, :mod:`mcslabel.pairs`.
 May import: the model (:mod:`mcslabel.level`, :mod:`mcslabel.context`,
 :mod:`mcslabel.errors`). Nothing from relabeling, verification,
 integrations or the CLI.
