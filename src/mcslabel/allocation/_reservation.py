@@ -1,8 +1,9 @@
-"""Choosing a level: reserving one, and recording one observed in use.
+"""Choosing a level: reserving one, a name's deterministic one, one observed in use.
 
 Owns the dominance rule at reservation time (a custom level may not be
-comparable with any held, in-use or excluded level) and levels in use
-(recorded whatever they dominate: they block by rule instead). Mixed into
+comparable with any held, in-use or excluded level), deterministic names
+(a name's hash picks a pair; the next free one when it is taken), and levels
+in use (recorded whatever they dominate: they block by rule instead). Mixed into
 :class:`~mcslabel.allocation.allocator.Allocator`.
 May import: the model, :mod:`mcslabel.allocation.stores`, its own modules.
 """
@@ -19,9 +20,17 @@ from mcslabel.allocation._checks import (
     single_level,
 )
 from mcslabel.allocation._owners import OwnerOperations, holders
-from mcslabel.allocation.stores.base import Allocation, InsertOutcome, check_owner
+from mcslabel.allocation.stores.base import (
+    Allocation,
+    InsertOutcome,
+    check_name,
+    check_owner,
+    trusted_pair_level,
+)
 from mcslabel.errors import DominanceConflict, InvalidLevel
+from mcslabel.errors import show_input as _q
 from mcslabel.level import Level, LevelRange
+from mcslabel.pairs import name_hash_index
 
 
 class ReservationOperations(OwnerOperations):
@@ -164,6 +173,64 @@ class ReservationOperations(OwnerOperations):
                 if result.inserted:
                     return self._inserted(result.stored(record))
             raise self._give_up(f"record {wanted} in use")
+
+    # --- deterministic names ---------------------------------------------
+
+    def name_level(self, name: str) -> Level:
+        """The pair a name maps to on an empty registry (same on every host).
+
+        When that pair is taken, excluded or blocked, the name gets the next
+        free pair in index order (wrapping), which depends on occupancy;
+        once allocated, the name keeps its pair until released.
+        """
+        return trusted_pair_level(
+            *self._view.index.pair_of(name_hash_index(check_name(name), self.categories))
+        )
+
+    def _named_pair(self, name: str) -> tuple[int, int] | None:
+        index = self._view.index
+        if index.free == 0:
+            return None
+        before = index.free_before(*index.pair_of(name_hash_index(name, self.categories)))
+        return index.kth_free(before if before < index.free else 0)
+
+    def _allocate_named(
+        self, owner: str, name: str, ttl: float | None, persistent: bool
+    ) -> Allocation:
+        with self._lock:
+            for attempt in range(self.max_attempts):
+                self.sync()
+                key = self._view.names.get(name)
+                if key is not None:
+                    current = self.store.get(self._view.records[key].level)
+                    if current is None or current.name != name:
+                        continue
+                    joined = self._join(current, owner, ttl)
+                    if joined is not None:
+                        return joined
+                    continue
+                pair = self._named_pair(name)
+                if pair is None:
+                    self.sync(full=True)
+                    if name in self._view.names:
+                        continue
+                    pair = self._named_pair(name)
+                    if pair is None:
+                        raise self._view.exhausted()
+                record = self._new_record(
+                    trusted_pair_level(*pair),
+                    owner,
+                    shared=True,
+                    ttl=ttl,
+                    persistent=persistent,
+                    name=name,
+                )
+                result = self.store.insert(record, generation=self._view.generation)
+                if result.inserted:
+                    return self._inserted(result.stored(record))
+                if result.outcome is InsertOutcome.GENERATION_MOVED:
+                    self._backoff(attempt)
+            raise self._give_up(f"allocate name {_q(name)}")
 
 
 __all__ = ["ReservationOperations"]

@@ -169,11 +169,6 @@ class Allocator(ReservationOperations):
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    # --- parsing --------------------------------------------------------
-
-    def _pair_level(self, index: int) -> Level:
-        return trusted_pair_level(*self._view.index.pair_of(index))
-
     # --- the in-memory view --------------------------------------------
 
     def sync(self, *, full: bool = False) -> None:
@@ -331,60 +326,6 @@ class Allocator(ReservationOperations):
                 if not (blocked[a] >> b) & 1:
                     return a, b
         return index.kth_free(secrets.randbelow(index.free))
-
-    def name_level(self, name: str) -> Level:
-        """The pair a name maps to on an empty registry (same on every host).
-
-        When that pair is taken, excluded or blocked, the name gets the next
-        free pair in index order (wrapping), which depends on occupancy;
-        once allocated, the name keeps its pair until released.
-        """
-        return self._pair_level(name_hash_index(check_name(name), self.categories))
-
-    def _named_pair(self, name: str) -> tuple[int, int] | None:
-        index = self._view.index
-        if index.free == 0:
-            return None
-        before = index.free_before(*index.pair_of(name_hash_index(name, self.categories)))
-        return index.kth_free(before if before < index.free else 0)
-
-    def _allocate_named(
-        self, owner: str, name: str, ttl: float | None, persistent: bool
-    ) -> Allocation:
-        with self._lock:
-            for attempt in range(self.max_attempts):
-                self.sync()
-                key = self._view.names.get(name)
-                if key is not None:
-                    current = self.store.get(self._view.records[key].level)
-                    if current is None or current.name != name:
-                        continue
-                    joined = self._join(current, owner, ttl)
-                    if joined is not None:
-                        return joined
-                    continue
-                pair = self._named_pair(name)
-                if pair is None:
-                    self.sync(full=True)
-                    if name in self._view.names:
-                        continue
-                    pair = self._named_pair(name)
-                    if pair is None:
-                        raise self._view.exhausted()
-                record = self._new_record(
-                    trusted_pair_level(*pair),
-                    owner,
-                    shared=True,
-                    ttl=ttl,
-                    persistent=persistent,
-                    name=name,
-                )
-                result = self.store.insert(record, generation=self._view.generation)
-                if result.inserted:
-                    return self._inserted(result.stored(record))
-                if result.outcome is InsertOutcome.GENERATION_MOVED:
-                    self._backoff(attempt)
-            raise self._give_up(f"allocate name {_q(name)}")
 
     def _inserted(self, stored: Allocation) -> Allocation:
         self._view.apply(stored.key, stored)
