@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from mcslabel.allocation._checks import (
     check_flags,
     check_ttl,
+    checked_time,
     is_pair,
     observed_level,
     single_level,
@@ -38,6 +39,7 @@ class ReservationOperations(OwnerOperations):
 
     categories: int
     exclude: tuple[Level, ...]
+    host: str
 
     # Provided by Allocator.
     def sync(self, *, full: bool = False) -> None:
@@ -54,7 +56,20 @@ class ReservationOperations(OwnerOperations):
         name: str | None = None,
         in_use: bool = False,
     ) -> Allocation:
-        raise NotImplementedError
+        # owner, name, ttl and level were checked at the public API edge.
+        now = checked_time("created", self.clock())
+        return Allocation(
+            level,
+            (owner,),
+            now,
+            expires=None if ttl is None else checked_time("expires", now + ttl),
+            name=name,
+            shared=shared,
+            host=self.host,
+            custom=not is_pair(level),
+            persistent=persistent,
+            in_use=in_use,
+        )
 
     def _inserted(self, stored: Allocation) -> Allocation:
         raise NotImplementedError

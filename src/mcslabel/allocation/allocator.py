@@ -200,32 +200,6 @@ class Allocator(ReservationOperations):
         a, b = wanted.sorted_categories
         return self._view.index.is_free(a, b)
 
-    def _new_record(
-        self,
-        level: Level,
-        owner: str,
-        *,
-        shared: bool,
-        ttl: float | None,
-        persistent: bool,
-        name: str | None = None,
-        in_use: bool = False,
-    ) -> Allocation:
-        # owner, name, ttl and level were checked at the public API edge.
-        now = checked_time("created", self.clock())
-        return Allocation(
-            level,
-            (owner,),
-            now,
-            expires=None if ttl is None else checked_time("expires", now + ttl),
-            name=name,
-            shared=shared,
-            host=self.host,
-            custom=not is_pair(level),
-            persistent=persistent,
-            in_use=in_use,
-        )
-
     def _backoff(self, attempt: int) -> None:
         # Only reached while another process holds a custom reservation open.
         time.sleep(min(0.001 * (2**attempt), 0.1))
