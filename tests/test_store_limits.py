@@ -16,16 +16,29 @@ from mcslabel.allocation.stores.sqlite import SQLiteStore
 from mcslabel.cli import main
 from mcslabel.errors import InvalidInput, StoreError, StoreNotFound
 
-# Runs the real CLI in a fresh interpreter and reports that process's own peak RSS.
-_PEAK = """
-import resource, sys
-from mcslabel.cli import main
-code = main(sys.argv[1:])
-print("peak-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "code", code)
+# Peak RSS of this process: VmHWM (getrusage's ru_maxrss survives exec, so a child of a big
+# pytest process would report pytest's own peak).
+_HWM = """
+def peak_kb():
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmHWM:"))
 """
 
-_WIDE = """
-import resource, sys
+# Runs the real CLI in a fresh interpreter and reports that process's own peak RSS.
+_PEAK = (
+    _HWM
+    + """
+import sys
+from mcslabel.cli import main
+code = main(sys.argv[1:])
+print("peak-kb", peak_kb(), "code", code)
+"""
+)
+
+_WIDE = (
+    _HWM
+    + """
+import sys
 from mcslabel import Allocator
 from mcslabel.allocation.stores.memory import MemoryStore
 n = int(sys.argv[1])
@@ -35,8 +48,9 @@ with Allocator(MemoryStore(), categories=n) as allocator:
     for c in range(n // 2 + 1, n - 2, 3):
         allocator.record_in_use(f"s0:c{c},c{c + 1},c{c + 2}", f"docker:{c}")
     got = [allocator.allocate("o") for _ in range(2000)]
-print("peak-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, "code", len(got))
+print("peak-kb", peak_kb(), "code", len(got))
 """
+)
 
 
 def _peak_kb(*args: str) -> tuple[int, int]:
