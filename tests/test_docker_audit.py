@@ -346,5 +346,5 @@ def test_unreachable_daemon_is_a_docker_error_in_every_call(tmp_path: Path) -> N
     with pytest.raises(DockerError):
         audit(client)
     with pytest.raises(DockerError):
-        sync(allocator, client)
+        sync(client, allocator=allocator)
     assert list(allocator.list()) == []
