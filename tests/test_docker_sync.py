@@ -86,6 +86,11 @@ def _mine(entries: list[dict[str, str]], *containers: Any) -> set[tuple[str, str
     return {(e["level"], e["owner"]) for e in entries if e["owner"] in owners}
 
 
+def _only(containers: Containers) -> list[str]:
+    """sync --filter for this test's containers: others on the shared daemon stay out."""
+    return ["--filter", "label=" + containers.filters["label"]]
+
+
 ALL_PAIRS = {str(Level.pair(a, b)) for a in range(CATEGORIES) for b in range(a + 1, CATEGORIES)}
 
 
@@ -102,7 +107,16 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     assert kinds["dominating-level"] == {dom.id, base.id, dup.id}
     assert kinds["label-disabled"] == {off.id}
 
-    synced = _cli("docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), "--json")
+    synced = _cli(
+        "docker",
+        "sync",
+        "--store",
+        store_url,
+        "--categories",
+        str(CATEGORIES),
+        *_only(containers),
+        "--json",
+    )
     result = json.loads(synced.stdout)
     # The custom level goes first and blocks the pair it dominates: that pair is a conflict.
     assert _mine(result["reserved"], dom) == {("s0:c0.c2", OWNER_PREFIX + dom.id)}
@@ -116,7 +130,14 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     dom.remove(force=True)
     result = json.loads(
         _cli(
-            "docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), "--json"
+            "docker",
+            "sync",
+            "--store",
+            store_url,
+            "--categories",
+            str(CATEGORIES),
+            *_only(containers),
+            "--json",
         ).stdout
     )
     assert _mine(result["released"], dom) == {("s0:c0.c2", OWNER_PREFIX + dom.id)}
@@ -129,12 +150,21 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     _release_all(store_url, handed_out)
 
     base.remove(force=True)
-    _cli("docker", "sync", "--store", store_url, "--categories", str(CATEGORIES))
+    _cli(
+        "docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), *_only(containers)
+    )
     assert "s0:c0,c1" not in _allocate_all(store_url)  # dup still uses it
     dup.remove(force=True)
     result = json.loads(
         _cli(
-            "docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), "--json"
+            "docker",
+            "sync",
+            "--store",
+            store_url,
+            "--categories",
+            str(CATEGORIES),
+            *_only(containers),
+            "--json",
         ).stdout
     )
     assert _mine(result["released"], dup) == {("s0:c0,c1", OWNER_PREFIX + dup.id)}
@@ -209,11 +239,11 @@ def test_audit_with_registry(containers: Containers, allocator: Allocator) -> No
     allocator.reserve("s0:c1,c3", "pid:1@elsewhere")
     foreign = containers.create(security_opt=["label=level:s0:c1,c3"])
     unregistered = containers.create(security_opt=["label=level:s0:c4,c5"])
-    report = audit(containers.client, allocator, filters=containers.filters)
+    report = audit(containers.client, allocator=allocator, filters=containers.filters)
     assert [f.containers for f in report.by_kind("level-held-elsewhere")] == [(foreign.id,)]
     assert [f.containers for f in report.by_kind("unregistered-level")] == [(unregistered.id,)]
     sync(containers.client, allocator=allocator, filters=containers.filters)
-    report = audit(containers.client, allocator, filters=containers.filters)
+    report = audit(containers.client, allocator=allocator, filters=containers.filters)
     assert report.by_kind("unregistered-level") == []
 
 
