@@ -340,14 +340,14 @@ def test_unreachable_daemon_is_a_docker_error_in_every_call(tmp_path: Path) -> N
     client = docker_sdk.DockerClient(
         base_url=f"unix://{tmp_path}/none.sock", version="1.41", timeout=5
     )
-    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}", create=True))
     with pytest.raises(DockerError, match="cannot list containers"):
         list(labels_in_use(client))
     with pytest.raises(DockerError):
         audit(client)
     with pytest.raises(DockerError):
         sync(client, allocator=allocator)
-    assert list(allocator.list()) == []
+    assert allocator.allocations() == []
 
 
 # --- reading labels as the engine does (issue 12, case 5) -------------------------
@@ -410,7 +410,9 @@ def test_sync_reports_unreadable_and_out_of_range_and_never_aborts(
     from mcslabel.allocation import Allocator, open_store
     from mcslabel.integrations.docker import OWNER_PREFIX, sync
 
-    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'r.db'}"), categories=6, exclude=())
+    allocator = Allocator(
+        open_store(f"sqlite:///{tmp_path / 'r.db'}", create=True), categories=6, exclude=()
+    )
     wide = containers.create(security_opt=["label=level:s0:c1,c1"])  # read as s0:c1
     far = containers.create(security_opt=["label=level:s0:c100,c200"])  # outside 6 categories
     bad = containers.create(security_opt=["label=level:s0:c9999"])
@@ -440,7 +442,9 @@ def test_sync_filter_mirrors_only_matching_and_releases_nothing_else(
     from mcslabel.allocation import Allocator, open_store
     from mcslabel.integrations.docker import OWNER_PREFIX, sync
 
-    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'f.db'}"), categories=6, exclude=())
+    allocator = Allocator(
+        open_store(f"sqlite:///{tmp_path / 'f.db'}", create=True), categories=6, exclude=()
+    )
     inside = containers.create(security_opt=["label=level:s0:c1,c2"], labels={"pick": "yes"})
     outside = containers.create(security_opt=["label=level:s0:c3,c4"])
     sync(containers.client, allocator=allocator, filters=containers.filters)

@@ -47,7 +47,7 @@ def _label(path: Path) -> str | None:
 
 @pytest.fixture
 def allocator(tmp_path: Path) -> Allocator:
-    return Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    return Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}", create=True))
 
 
 @pytest.mark.parametrize(
@@ -193,7 +193,7 @@ def test_run_refused_volume_undoes_everything(
             volumes=[f"{good}:/good:Z", "/etc:/host-etc:Z"],
         )
     assert _label(good) == before
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
     assert containers.client.containers.list(all=True, filters={"name": name}) == []
     assert list((tmp_path / "journals").glob("*.journal")) == []
 
@@ -213,7 +213,7 @@ def test_run_bad_image_undoes_everything(
             volumes=[f"{data}:/data"],
         )
     assert _label(data) == before
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
 
 
 def test_run_missing_volume_source_is_input_error(
@@ -227,7 +227,7 @@ def test_run_missing_volume_source_is_input_error(
             containers.run_id,
             volumes=[f"{tmp_path / 'absent'}:/data"],
         )
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
 
 
 def test_remove_refuses_foreign_container(containers: Containers, allocator: Allocator) -> None:
@@ -269,7 +269,7 @@ def test_run_unusable_journal_dir_undoes_everything(
             labels={TEST_LABEL: containers.run_id},
         )
     assert _label(data) == before
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
     assert containers.client.containers.list(all=True, filters=containers.filters) == []
 
 
@@ -332,7 +332,7 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 3 and "refusing to relabel" in done.stderr
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
 
 
 def test_undo_restores_every_journal_even_after_a_failure(tmp_path: Path) -> None:

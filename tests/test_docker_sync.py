@@ -40,7 +40,7 @@ def store_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def allocator(store_url: str) -> Allocator:
-    return Allocator(open_store(store_url), categories=CATEGORIES, exclude=())
+    return Allocator(open_store(store_url, create=True), categories=CATEGORIES, exclude=())
 
 
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -206,14 +206,16 @@ def test_sync_fences_a_custom_level_the_registry_refuses(
     wide = containers.create(security_opt=["label=level:s0:c3,c4,c5"])
     result = sync(containers.client, allocator=allocator, filters=containers.filters)
     assert [c[0] for c in result.conflicts if c[1] == OWNER_PREFIX + wide.id] == ["s0:c3.c5"]
-    # ...reported, and the pairs it could read are held for it (joining the shared one).
-    fence = {"s0:c3,c4", "s0:c3,c5", "s0:c4,c5"}
-    assert {lv for lv, o in result.fenced if o == OWNER_PREFIX + wide.id} == fence
-    held = {str(a.level) for a in allocator.list()}
-    assert fence <= held
+    # ...reported, and recorded in use, which blocks every level it could read, by rule.
+    assert {lv for lv, o in result.fenced if o == OWNER_PREFIX + wide.id} == {"s0:c3.c5"}
+    recorded = allocator.get("s0:c3,c4,c5", in_use=True)
+    assert recorded is not None and recorded.owners == (OWNER_PREFIX + wide.id,)
+    allocator.sync()
+    assert not any(allocator.is_free(p) for p in ("s0:c3,c4", "s0:c3,c5", "s0:c4,c5"))
     wide.remove(force=True)
     result = sync(containers.client, allocator=allocator, filters=containers.filters)
-    assert {lv for lv, o in result.released if o == OWNER_PREFIX + wide.id} == fence
+    assert {lv for lv, o in result.released if o == OWNER_PREFIX + wide.id} == {"s0:c3.c5"}
+    assert allocator.get("s0:c3,c4,c5", in_use=True) is None
     record = allocator.get("s0:c3,c4")
     assert record is not None and record.owners == (OWNER_PREFIX + pair.id,)
     pair.remove(force=True)

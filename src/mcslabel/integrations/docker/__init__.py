@@ -61,7 +61,7 @@ from mcslabel.integrations.docker.lifecycle import (
     run_options,
     security_opt,
 )
-from mcslabel.integrations.docker.mirror import MAX_FENCE_PAIRS, SyncResult, sync
+from mcslabel.integrations.docker.mirror import SyncResult, sync
 from mcslabel.integrations.docker.volumes import (
     JOURNALS_LABEL,
     LEVEL_LABEL,
@@ -79,7 +79,6 @@ __all__ = [
     "DAEMON_SOCKETS",
     "JOURNALS_LABEL",
     "LEVEL_LABEL",
-    "MAX_FENCE_PAIRS",
     "OWNER_LABEL",
     "OWNER_PREFIX",
     "POD_LABELS",

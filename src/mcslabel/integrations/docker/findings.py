@@ -348,6 +348,9 @@ def _registry_findings(
             )
             continue
         if allocation is None:
+            recorded = allocator.get(c.level, in_use=True)
+            if recorded is not None and c.owner in recorded.owners:
+                continue  # refused by the registry but blocking: dominance findings say why
             yield Finding(
                 "low",
                 "unregistered-level",
@@ -376,7 +379,7 @@ def _dominance_over_registry(
     containers: Sequence[ContainerLabel], allocator: Allocator
 ) -> Iterator[Finding]:
     """A container whose level dominates a level held by someone else can read its files."""
-    held = list(allocator.list())
+    held = allocator.allocations()
     for c in containers:
         if c.level is None or c.disabled or not c.confined:
             continue

@@ -206,9 +206,10 @@ def run(
     pending = f"pid:{os.getpid()}@{allocator.host}"
     journals_at = Path(journal_dir) if journal_dir is not None else default_journal_dir()
     if joined is not None:
-        level = allocator.reserve(joined, pending, shared=True).level
+        level = allocator.add_owner(joined, pending).level
     else:
-        level = allocator.allocate(pending, shared=True, persistent=bool(private)).level
+        # Not shared: nobody joins it by reserving it; owners are added explicitly.
+        level = allocator.allocate(pending, persistent=bool(private)).level
     journals: list[Path] = []  # written by this run: undone on failure
     joined_journals: list[Path] = []  # another container's volumes this one shares
     owners = [pending]
@@ -243,7 +244,7 @@ def run(
                 )
             if v.relabel == "Z":  # the data on disk now carries the level
                 owners.append(volume_owner(v.source))
-                allocator.reserve(level, owners[-1], shared=True)
+                allocator.add_owner(level, owners[-1])
         container = client.containers.create(
             image,
             command,
@@ -262,8 +263,7 @@ def run(
         )
         owner = OWNER_PREFIX + container.id
         owners.append(owner)
-        allocator.reserve(level, owner, shared=True)
-        allocator.release(level, owner=pending)
+        allocator.transfer(level, pending, owner)
         if start:
             container.start()
             container.reload()

@@ -32,9 +32,6 @@ from mcslabel.level import Level
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator
 
-#: Most pairs :func:`sync` reserves to fence in one custom level the registry refuses.
-MAX_FENCE_PAIRS = 4096
-
 _Pairs = tuple[tuple[str, str], ...]
 
 
@@ -52,7 +49,8 @@ class SyncResult:
     kept: _Pairs = ()
     #: (level, owner) pairs released because the container is gone.
     released: _Pairs = ()
-    #: (pair, owner): pairs reserved to fence in a custom level the registry refused.
+    #: (level, owner): levels the registry refused (see ``conflicts``) but that a
+    #: container uses: recorded in use, they block every level comparable with them.
     fenced: _Pairs = ()
     #: (level, owner, reason) for levels the registry refused (held elsewhere, dominance,
     #: outside the registry's categories).
@@ -98,7 +96,8 @@ def sync(
 ) -> SyncResult:
     """Mirror the daemon's container levels into ``allocator``.
 
-    Each container's level is reserved (shared) under ``<owner_prefix><id>``,
+    Each container's level is reserved (shared) under ``<owner_prefix><id>``
+    (custom levels first, so that ``s0:c1,c2,c3`` blocks the pairs below it),
     so the containers of one pod, and containers that share a level by
     mistake, hold one refcounted allocation: the level stays held while any
     of them exists. A container labeled ``io.mcslabel.owner=<owner>`` (see
@@ -111,8 +110,10 @@ def sync(
     ``filters`` (Docker's listing filters) limit which containers are
     mirrored; nothing outside them is released. One container never stops
     the others: what the registry refuses (a level held unshared by another
-    owner, dominance, outside its categories) is reported in ``conflicts``,
-    what does not parse in ``unreadable``.
+    owner, dominance, outside its categories) is reported in ``conflicts``
+    and still recorded in use (``fenced``, :meth:`Allocator.record_in_use`),
+    so nothing comparable with it is handed out while it runs, whatever its
+    size; what does not parse is reported in ``unreadable``.
 
     The old order ``sync(allocator, client)`` still works with a
     :class:`DeprecationWarning`.
@@ -129,7 +130,7 @@ def sync(
     found = _Found()
 
     # Release first: a removed container's level must not block a new one's.
-    for allocation in allocator.list():
+    for allocation in allocator.allocations():
         for owner in allocation.owners:
             if owner.startswith(owner_prefix) and owner not in live:
                 if container_exists(client, owner[len(owner_prefix) :]):
@@ -186,39 +187,19 @@ def _mirror(
         found.kept.append((text, owner))
         return
     if before is not None and c.adopted_by is not None and c.adopted_by in before.owners:
-        _add_owner(allocator, level, owner)
+        allocator.add_owner(level, owner)
         found.adopted.append((text, owner, c.adopted_by))
         return
     try:
         allocator.reserve(level, owner, shared=True)
-    except (DominanceConflict, LabelInUse) as exc:
+    except (DominanceConflict, LabelInUse, InvalidLevel) as exc:
         found.conflicts.append((text, owner, str(exc)))
-        found.fenced.extend(_block(allocator, level, owner))
-        return
-    except InvalidLevel as exc:
-        found.conflicts.append((text, owner, str(exc)))
+        # Still in use: recorded, it blocks every level comparable with it, by rule.
+        with contextlib.suppress(InvalidLevel):
+            allocator.record_in_use(level, owner)
+            found.fenced.append((text, owner))
         return
     found.reserved.append((text, owner))
 
 
-def _add_owner(allocator: Allocator, level: Level, owner: str) -> None:
-    allocator.reserve(level, owner, shared=True)
-
-
-def _block(allocator: Allocator, level: Level, owner: str) -> list[tuple[str, str]]:
-    """Keep the allocator from handing out anything comparable with ``level``."""
-    from mcslabel.allocation.allocator import comparable_pairs, pair_at
-
-    fenced: list[tuple[str, str]] = []
-    pairs = sorted(set(comparable_pairs(level, allocator.categories)))
-    if level.is_pair or len(pairs) > MAX_FENCE_PAIRS:
-        return fenced
-    for index in pairs:
-        pair = Level.pair(*pair_at(index, allocator.categories))
-        with contextlib.suppress(LabelInUse, DominanceConflict, InvalidLevel):
-            allocator.reserve(pair, owner, shared=True)
-            fenced.append((str(pair), owner))
-    return fenced
-
-
-__all__ = ["MAX_FENCE_PAIRS", "SyncResult", "sync"]
+__all__ = ["SyncResult", "sync"]

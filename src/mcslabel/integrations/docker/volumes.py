@@ -88,7 +88,7 @@ def volume_holders(allocator: Allocator, path: str | os.PathLike[str]) -> list[A
     wanted = os.path.realpath(path)
     return [
         a
-        for a in allocator.list()
+        for a in allocator.allocations()
         if any(_overlap(wanted, p) for p in map(volume_path, a.owners) if p is not None)
     ]
 
@@ -195,7 +195,7 @@ def held_volumes(
             path, {"level": None, "held": False, "containers": [], "journals": []}
         )
 
-    for allocation in allocator.list() if allocator is not None else ():
+    for allocation in allocator.allocations() if allocator is not None else ():
         for owner in allocation.owners:
             path = volume_path(owner)
             if path is not None:
