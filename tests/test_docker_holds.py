@@ -84,7 +84,7 @@ def test_v_without_z_does_not_relabel(containers: Containers, volume: Path, stor
     # Case 6: docker and podman never relabel without :z/:Z.
     name = f"mcslabel-test-{containers.run_id}-plain"
     done = _cli(
-        "docker", "run", "--store", store, "--json", "--name", name,
+        "docker", "run", "--store", store, "--create-store", "--json", "--name", name,
         "--label", f"{TEST_LABEL}={containers.run_id}",
         "--journal-dir", str(volume.parent / "journals"),
         "-v", f"{volume}:/data", IMAGE, "sleep", "300",
@@ -103,7 +103,7 @@ def test_keep_labels_leaves_the_level_held_until_forgotten(
     journals = str(tmp_path / "journals")
     name = f"mcslabel-test-{containers.run_id}-keep"
     done = _cli(
-        "docker", "run", "--store", store, "--json", "--name", name,
+        "docker", "run", "--store", store, "--create-store", "--json", "--name", name,
         "--label", f"{TEST_LABEL}={containers.run_id}", "--journal-dir", journals,
         "-v", f"{volume}:/data:Z", IMAGE, "sleep", "300",
     )  # fmt: skip
