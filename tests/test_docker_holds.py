@@ -26,6 +26,7 @@ from mcslabel.integrations.docker import (
     volume_report,
 )
 from tests.docker_env import IMAGE, TEST_LABEL
+from tests.xattrs import label
 
 pytestmark = pytest.mark.docker
 
@@ -38,10 +39,8 @@ VAR_T = "system_u:object_r:var_t:s0"
 
 
 def _label(path: Path) -> str | None:
-    try:
-        return os.getxattr(path, XATTR).rstrip(b"\0").decode()
-    except OSError:
-        return None
+    raw = label(path)
+    return None if raw is None else raw.rstrip(b"\0").decode()
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
