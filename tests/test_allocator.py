@@ -518,14 +518,14 @@ def test_bad_retry_and_sync_options_are_invalid_input(options: dict[str, object]
 
 
 def test_store_insert_contract(store: Store) -> None:
-    rec = Allocation(level=lv("s0:c1,c2"), owners=["a"], created=1.0, name="n")
+    rec = Allocation.create(level=lv("s0:c1,c2"), owners=["a"], created=1.0, name="n")
     assert store.insert(rec, generation=0).outcome is InsertOutcome.INSERTED
     assert store.insert(rec, generation=0).outcome is InsertOutcome.KEY_HELD
-    other = Allocation(level=lv("s0:c1,c3"), owners=["a"], created=1.0, name="n")
+    other = Allocation.create(level=lv("s0:c1,c3"), owners=["a"], created=1.0, name="n")
     assert store.insert(other, generation=0).outcome is InsertOutcome.NAME_HELD
-    third = Allocation(level=lv("s0:c1,c4"), owners=["a"], created=1.0)
+    third = Allocation.create(level=lv("s0:c1,c4"), owners=["a"], created=1.0)
     assert store.insert(third, generation=99).outcome is InsertOutcome.GENERATION_MOVED
-    custom = Allocation(level=lv("s0:c9"), owners=["a"], created=1.0, custom=True)
+    custom = Allocation.create(level=lv("s0:c9"), owners=["a"], created=1.0, custom=True)
     seen: list[Allocation] = []
     assert store.insert_custom(custom, seen.extend).outcome is InsertOutcome.INSERTED
     assert [s.key for s in seen] == ["s0:c1,c2"]
@@ -535,7 +535,9 @@ def test_store_insert_contract(store: Store) -> None:
     assert store.insert(third, generation=snap.generation).outcome is InsertOutcome.INSERTED
     current = store.get(lv("s0:c1,c2"))
     assert current is not None and current.revision > 0
-    changed = Allocation(level=current.level, owners=["a", "b"], created=1.0, name="n", shared=True)
+    changed = Allocation.create(
+        level=current.level, owners=["a", "b"], created=1.0, name="n", shared=True
+    )
     assert store.replace(current, changed)
     assert not store.replace(current, changed)  # stale revision
     assert not store.delete(current)
@@ -551,7 +553,7 @@ def test_store_insert_contract(store: Store) -> None:
 
 
 def test_custom_check_refusal_writes_nothing(store: Store) -> None:
-    custom = Allocation(level=lv("s0:c9"), owners=["a"], created=1.0, custom=True)
+    custom = Allocation.create(level=lv("s0:c9"), owners=["a"], created=1.0, custom=True)
     before = store.snapshot()
 
     def refuse(held: object) -> None:

@@ -46,7 +46,7 @@ pytestmark = pytest.mark.etcd
 
 
 def record(a: int, b: int, owner: str = "o", **fields: object) -> Allocation:
-    return Allocation(level=Level.pair(a, b), owners=(owner,), created=1.0, **fields)  # type: ignore[arg-type]
+    return Allocation.create(level=Level.pair(a, b), owners=(owner,), created=1.0, **fields)  # type: ignore[arg-type]
 
 
 @pytest.fixture
@@ -294,7 +294,7 @@ def test_insert_custom_checks_everything_and_moves_generation(store: EtcdStore) 
         seen.append([str(a.level) for a in held])
         raise DominanceConflict("no")
 
-    custom = Allocation(level=Level.parse("s0:c1"), owners=("x",), created=1.0, custom=True)
+    custom = Allocation.create(level=Level.parse("s0:c1"), owners=("x",), created=1.0, custom=True)
     with pytest.raises(DominanceConflict):
         store.insert_custom(custom, refuse)
     assert seen == [["s0:c1,c2"]]
@@ -324,7 +324,7 @@ def test_insert_custom_rechecks_what_appeared_before_the_lock(
         elif "s0:c3,c4" in checks[-1]:
             raise DominanceConflict("s0:c3 is dominated by s0:c3,c4")
 
-    custom = Allocation(level=Level.parse("s0:c3"), owners=("x",), created=1.0, custom=True)
+    custom = Allocation.create(level=Level.parse("s0:c3"), owners=("x",), created=1.0, custom=True)
     with pytest.raises(DominanceConflict):
         store.insert_custom(custom, check)
     assert checks == [[], ["s0:c3,c4"]]

@@ -45,13 +45,15 @@ class FreeIndex:
         self._rules = [0] * n  # row -> OR of _rule_masks[row]
         self._singles: dict[int, int] = {}  # category -> s0 single-category rules on it
         self._single_mask = 0
-        self._blocked = [0] * n  # row -> every blocked bit (only bits > row)
+        #: Row -> every blocked bit of the row (only bits > row); read by hot loops.
+        self.blocked = [0] * n
         self._row_free = [n - 1 - a for a in range(n)]
         # Fenwick tree over _row_free, 1-based, padded to a power of two.
         self._cap = 1 << max(n - 1, 1).bit_length()
         self._tree: list[int] = []
-        # Queued (row, delta) changes not yet in the tree; None = rebuild it.
-        self._pending: list[tuple[int, int]] | None = None
+        # Queued changes not yet in the tree, flat: row, delta, row, delta... (ints, so
+        # the garbage collector does not track them); None = rebuild the tree.
+        self._pending: list[int] | None = None
 
     # --- pairs ----------------------------------------------------------
 
@@ -66,19 +68,26 @@ class FreeIndex:
         return self.row_starts[a] + b - a - 1
 
     def is_free(self, a: int, b: int) -> bool:
-        return not (self._blocked[a] >> b) & 1
+        return not (self.blocked[a] >> b) & 1
 
     def block_pair(self, a: int, b: int) -> None:
         """One more pair record holds ``(a, b)``."""
-        index = self.index_of(a, b)
+        index = self.row_starts[a] + b - a - 1  # index_of(), inlined: the allocation path
         count = self._pair_counts.get(index, 0)
         self._pair_counts[index] = count + 1
         if count == 0:
             self._pairs[a] |= 1 << b
-            blocked = self._blocked[a]
+            blocked = self.blocked[a]
             if not (blocked >> b) & 1:  # the hot path: one bit, one row count
-                self._blocked[a] = blocked | (1 << b)
-                self._moved(a, -1)
+                self.blocked[a] = blocked | (1 << b)
+                self._row_free[a] -= 1  # _moved(a, -1), inlined
+                self.free -= 1
+                pending = self._pending
+                if pending is not None:
+                    pending.append(a)
+                    pending.append(-1)
+                    if len(pending) > 2 * self.categories:
+                        self._pending = None
 
     def unblock_pair(self, a: int, b: int) -> None:
         """One pair record less holds ``(a, b)``."""
@@ -146,7 +155,7 @@ class FreeIndex:
         else:
             bits = self._pairs[row] | self._rules[row] | self._single_mask
         bits = bits >> (row + 1) << (row + 1)
-        self._blocked[row] = bits
+        self.blocked[row] = bits
         free = self.categories - 1 - row - bits.bit_count()
         if free != self._row_free[row]:
             self._moved(row, free - self._row_free[row])
@@ -158,8 +167,9 @@ class FreeIndex:
         self.free += delta
         pending = self._pending
         if pending is not None:
-            pending.append((row, delta))
-            if len(pending) > self.categories:
+            pending.append(row)
+            pending.append(delta)
+            if len(pending) > 2 * self.categories:
                 self._pending = None  # cheaper to rebuild than to replay
 
     def _flush(self) -> None:
@@ -173,15 +183,15 @@ class FreeIndex:
             self._tree = tree
             self._pending = []
             return
-        for row, delta in pending:
-            i = row + 1
+        for at in range(0, len(pending), 2):
+            i, delta = pending[at] + 1, pending[at + 1]
             while i <= cap:
                 tree[i] += delta
                 i += i & -i
         pending.clear()
 
     def _free_bits(self, row: int) -> int:
-        return ~self._blocked[row] & (self._full >> (row + 1) << (row + 1))
+        return ~self.blocked[row] & (self._full >> (row + 1) << (row + 1))
 
     def kth_free(self, k: int) -> tuple[int, int]:
         """The k-th (0-based, in pair order) free pair; requires ``0 <= k < free``."""

@@ -13,6 +13,8 @@ from collections.abc import Callable
 
 import attrs
 
+from mcslabel.allocation._checks import observed_level
+from mcslabel.allocation._view import RegistryView
 from mcslabel.allocation.stores.base import MAX_OWNERS, Allocation, Store, check_owner
 from mcslabel.errors import AllocationError, InvalidInput, LabelInUse, UnknownAllocation
 from mcslabel.errors import show_input as _q
@@ -32,14 +34,9 @@ class OwnerOperations:
     clock: Callable[[], float]
     max_attempts: int
     _lock: threading.RLock
+    _view: RegistryView
 
     def _give_up(self, what: str) -> AllocationError:
-        raise NotImplementedError
-
-    def _observed(self, value: Level | LevelRange | str) -> Level:
-        raise NotImplementedError
-
-    def _apply(self, key: str, new: Allocation | None) -> None:
         raise NotImplementedError
 
     def _join(
@@ -96,7 +93,7 @@ class OwnerOperations:
         stays held while either holds it. Idempotent. Raises
         :class:`~mcslabel.errors.UnknownAllocation` when ``level`` is not allocated.
         """
-        wanted = self._observed(level)
+        wanted = observed_level(level)
         check_owner(owner)
         with self._lock:
             for _ in range(self.max_attempts):
@@ -113,7 +110,7 @@ class OwnerOperations:
         Raises :class:`~mcslabel.errors.UnknownAllocation` when ``level`` is
         not allocated or ``from_owner`` does not hold it.
         """
-        wanted = self._observed(level)
+        wanted = observed_level(level)
         check_owner(from_owner)
         check_owner(to_owner)
         with self._lock:
@@ -141,7 +138,7 @@ class OwnerOperations:
         :class:`~mcslabel.errors.UnknownAllocation` when ``level`` is neither
         allocated nor in use, or ``owner`` holds neither.
         """
-        wanted = self._observed(level)
+        wanted = observed_level(level)
         if owner is not None:
             check_owner(owner)
         with self._lock:
@@ -165,7 +162,7 @@ class OwnerOperations:
                 return current  # released meanwhile
             if owner is None or current.refcount == 1:
                 if self.store.delete(current):
-                    self._apply(current.key, None)
+                    self._view.apply(current.key, None)
                     return None
             else:
                 new = attrs.evolve(current, owners=tuple(o for o in current.owners if o != owner))
@@ -176,7 +173,7 @@ class OwnerOperations:
 
     def renew(self, level: Level | str, ttl: float) -> Allocation:
         """Set ``level``'s lease to expire ``ttl`` seconds from now."""
-        wanted = self._observed(level)
+        wanted = observed_level(level)
         if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not 0 < ttl < math.inf:
             raise InvalidInput(f"ttl must be a positive number of seconds, got {_q(ttl)}")
         for _ in range(self.max_attempts):

@@ -18,6 +18,7 @@ May import: the model, :mod:`mcslabel.allocation.stores`, its own modules.
 
 from __future__ import annotations
 
+import bisect
 import builtins
 import math
 import os
@@ -28,8 +29,17 @@ import time
 import warnings
 from collections.abc import Callable, Iterable
 
-from mcslabel.allocation import _owners
-from mcslabel.allocation._index import FreeIndex
+from mcslabel.allocation._checks import (
+    SEEN_CATEGORIES,
+    check_flags,
+    check_ttl,
+    checked_time,
+    is_pair,
+    observed_level,
+    single_level,
+)
+from mcslabel.allocation._reservation import ReservationOperations
+from mcslabel.allocation._view import RegistryView
 from mcslabel.allocation.discovery import (
     Discovered,
     GcEvent,
@@ -38,7 +48,6 @@ from mcslabel.allocation.discovery import (
 )
 from mcslabel.allocation.stores.base import (
     Allocation,
-    Changes,
     InsertOutcome,
     Store,
     check_name,
@@ -47,10 +56,8 @@ from mcslabel.allocation.stores.base import (
 )
 from mcslabel.errors import (
     AllocationError,
-    DominanceConflict,
     InvalidInput,
     InvalidLevel,
-    SpaceExhausted,
 )
 from mcslabel.errors import show_input as _q
 from mcslabel.level import DEFAULT_CATEGORIES, Level, LevelRange
@@ -71,8 +78,6 @@ MAX_ATTEMPTS = 64
 #: The most categories an allocator accepts: four times what mainstream
 #: policies define (1024). Larger counts are refused as no policy has them.
 MAX_CATEGORIES = 4096
-#: Categories a level observed in use, or an excluded level, may name.
-SEEN_CATEGORIES = 1 << 16
 # Rejection draws tried before the index descent (see Allocator._draw). Only
 # used while at least half the pairs are free, so the expected number of draws
 # stays below 2 however large this is.
@@ -84,37 +89,7 @@ _REJECTION_DRAWS = 16
 SYNC_INTERVAL = 1.0
 
 
-def _checked_time(what: str, value: float) -> float:
-    """``value`` if it is a finite number of seconds, else InvalidInput (a broken clock)."""
-    if type(value) is float and math.isfinite(value):
-        return value  # the common case, checked in two C calls
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"{what} must be a finite number of seconds, got {_q(value)}")
-    return value
-
-
-def _check_flags(shared: bool, persistent: bool) -> None:
-    for what, value in (("shared", shared), ("persistent", persistent)):
-        if not isinstance(value, bool):
-            raise InvalidInput(f"{what} must be True or False, got {_q(value)}")
-
-
-def _check_ttl(ttl: float | None, persistent: bool) -> None:
-    if ttl is None:
-        return
-    if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or not math.isfinite(ttl):
-        raise InvalidInput(f"ttl must be a number of seconds, got {_q(ttl)}")
-    if ttl <= 0:
-        raise InvalidInput(f"ttl must be positive, got {ttl}")
-    if persistent:
-        raise InvalidInput("a persistent allocation cannot carry a lease (ttl)")
-
-
-def _is_pair(level: Level) -> bool:
-    return level.sensitivity == 0 and level.is_pair
-
-
-class Allocator(_owners.OwnerOperations):
+class Allocator(ReservationOperations):
     """Allocates MCS levels from ``store``; see the module docs for the method.
 
     :param store: where records live (:func:`mcslabel.allocation.stores.open_store`).
@@ -167,7 +142,7 @@ class Allocator(_owners.OwnerOperations):
         # Exclusions beyond the category count are kept but block nothing, so
         # the default exclusion works for small test spaces too.
         self.exclude: tuple[Level, ...] = tuple(
-            self._level(x, what="excluded level", categories=SEEN_CATEGORIES) for x in exclude
+            single_level(x, SEEN_CATEGORIES, "excluded level") for x in exclude
         )
         for level in self.exclude:
             if not level.categories:
@@ -180,14 +155,7 @@ class Allocator(_owners.OwnerOperations):
         self.max_attempts = max_attempts
         self.sync_interval = sync_interval
         self._lock = threading.RLock()
-        self._records: dict[str, Allocation] = {}
-        self._names: dict[str, str] = {}
-        # Records that block by rule (custom levels, levels in use): checked on reserve.
-        self._blockers: dict[str, Allocation] = {}
-        self._revision = -1
-        self._generation = 0
-        self._synced_at = -math.inf
-        self._index = self._fresh_index()
+        self._view = RegistryView(categories, self.exclude)
 
     # --- lifetime -------------------------------------------------------
 
@@ -203,86 +171,27 @@ class Allocator(_owners.OwnerOperations):
 
     # --- parsing --------------------------------------------------------
 
-    def _level(
-        self, value: Level | LevelRange | str, *, what: str = "level", categories: int = 0
-    ) -> Level:
-        categories = categories or self.categories
-        if isinstance(value, LevelRange) or (isinstance(value, str) and "-" in value):
-            raise InvalidLevel(
-                f"{what} {_q(str(value))} is a range; only a single level can be allocated"
-            )
-        if isinstance(value, str):
-            return Level.parse(value, categories=categories)
-        if not isinstance(value, Level):
-            raise InvalidLevel(f"{what} must be a Level or a string, not {type(value).__name__}")
-        return value.check(categories=categories)
-
     def _pair_level(self, index: int) -> Level:
-        return trusted_pair_level(*self._index.pair_of(index))
+        return trusted_pair_level(*self._view.index.pair_of(index))
 
-    # --- the in-memory index --------------------------------------------
-
-    def _fresh_index(self) -> FreeIndex:
-        index = FreeIndex(self.categories)
-        for level in self.exclude:
-            index.block(level)
-        return index
-
-    def _apply(self, key: str, new: Allocation | None) -> None:
-        old = self._records.pop(key, None)
-        if old is not None:
-            if old.name is not None and self._names.get(old.name) == key:
-                del self._names[old.name]
-            self._blockers.pop(key, None)
-            self._index.unblock(old.level)
-        if new is not None:
-            self._records[key] = new
-            if new.name is not None:
-                self._names[new.name] = key
-            if new.in_use or not _is_pair(new.level):
-                self._blockers[key] = new
-            self._index.block(new.level)
-
-    def _apply_changes(self, changes: Changes) -> None:
-        for key, record in changes.changed.items():
-            old = self._records.get(key)
-            if old is not None and record is not None:
-                # Same key, so same level: owners/lease changed, the blocked set did not.
-                self._records[key] = record
-                if old.name != record.name:
-                    if old.name is not None and self._names.get(old.name) == key:
-                        del self._names[old.name]
-                    if record.name is not None:
-                        self._names[record.name] = key
-                if key in self._blockers:
-                    self._blockers[key] = record
-                continue
-            self._apply(key, record)
-        self._revision = changes.revision
-        self._generation = changes.generation
+    # --- the in-memory view --------------------------------------------
 
     def sync(self, *, full: bool = False) -> None:
-        """Bring the in-memory index up to date (incrementally unless ``full``)."""
+        """Bring the in-memory view up to date (incrementally unless ``full``)."""
         with self._lock:
-            self._synced_at = time.monotonic()
-            if not full and self._revision >= 0:
-                changes = self.store.changes(self._revision)
+            view = self._view
+            view.synced_at = time.monotonic()
+            if not full and view.revision >= 0:
+                changes = self.store.changes(view.revision)
                 if changes is not None:
-                    self._apply_changes(changes)
+                    view.apply_changes(changes)
                     return
-            snapshot = self.store.snapshot()
-            if self._revision >= 0:  # the index built by __init__ is still pristine otherwise
-                self._records, self._names, self._blockers = {}, {}, {}
-                self._index = self._fresh_index()
-            for record in snapshot.allocations:
-                self._apply(record.key, record)
-            self._revision = snapshot.revision
-            self._generation = snapshot.generation
+            view.load(self.store.snapshot())
 
     @property
     def free_pairs(self) -> int:
         """Free pairs as of the last sync (call :meth:`sync` first for a fresh count)."""
-        return self._index.free
+        return self._view.index.free
 
     def is_free(self, level: Level | str) -> bool:
         """Whether the pair ``level`` could be handed out, as of the last sync.
@@ -290,19 +199,11 @@ class Allocator(_owners.OwnerOperations):
         False for a pair that is held, excluded, or comparable with any
         custom level held or level recorded in use.
         """
-        wanted = self._level(level)
-        if not _is_pair(wanted):
+        wanted = single_level(level, self.categories)
+        if not is_pair(wanted):
             raise InvalidLevel(f"{wanted} is not an s0 category pair")
         a, b = wanted.sorted_categories
-        return self._index.is_free(a, b)
-
-    def _exhausted(self) -> SpaceExhausted:
-        held = sum(1 for k in self._records if k not in self._blockers)
-        return SpaceExhausted(
-            f"no free category pair among {self.total_pairs} over {self.categories} categories"
-            f" ({held} held as pairs, {len(self._blockers)} custom or in-use levels,"
-            f" {len(self.exclude)} excluded levels)"
-        )
+        return self._view.index.is_free(a, b)
 
     def _new_record(
         self,
@@ -316,16 +217,16 @@ class Allocator(_owners.OwnerOperations):
         in_use: bool = False,
     ) -> Allocation:
         # owner, name, ttl and level were checked at the public API edge.
-        now = _checked_time("created", self.clock())
+        now = checked_time("created", self.clock())
         return Allocation(
             level,
             (owner,),
             now,
-            expires=None if ttl is None else _checked_time("expires", now + ttl),
+            expires=None if ttl is None else checked_time("expires", now + ttl),
             name=name,
             shared=shared,
             host=self.host,
-            custom=not _is_pair(level),
+            custom=not is_pair(level),
             persistent=persistent,
             in_use=in_use,
         )
@@ -365,45 +266,48 @@ class Allocator(_owners.OwnerOperations):
         when no pair is free.
         """
         check_owner(owner)
-        _check_flags(shared, persistent)
-        _check_ttl(ttl, persistent)
+        check_flags(shared, persistent)
+        check_ttl(ttl, persistent)
         if name is not None:
             return self._allocate_named(owner, check_name(name), ttl, persistent)
+        view = self._view
         with self._lock:
             generation_seen = -1
             for attempt in range(self.max_attempts):
                 # The commit is what guarantees uniqueness; syncing first only
                 # avoids conflicts, so a recent view is reused (see sync_interval).
-                if attempt or time.monotonic() - self._synced_at > self.sync_interval:
+                if attempt or time.monotonic() - view.synced_at > self.sync_interval:
                     self.sync()
-                if self._index.free == 0:
+                if view.index.free == 0:
                     self.sync(full=True)
-                    if self._index.free == 0:
-                        raise self._exhausted()
+                    if view.index.free == 0:
+                        raise view.exhausted()
                 a, b = self._draw()
-                now = _checked_time("created", self.clock())
+                now = checked_time("created", self.clock())
                 record = Allocation(
                     trusted_pair_level(a, b),
                     (owner,),
                     now,
-                    None if ttl is None else _checked_time("expires", now + ttl),
+                    None if ttl is None else checked_time("expires", now + ttl),
                     None,
                     shared,
                     self.host,
                     False,
                     persistent,
+                    key=f"s0:c{a},c{b}",
                 )
-                result = self.store.insert(record, generation=self._generation)
+                result = self.store.insert(record, generation=view.generation)
                 if result.outcome is InsertOutcome.INSERTED:
                     # Known new pair: block it directly (what _apply would do).
-                    record = record.with_revision(result.revision)
-                    self._records[record.key] = record
-                    self._index.block_pair(a, b)
+                    stored = result.record  # result.stored(), inlined
+                    record = record.with_revision(result.revision) if stored is None else stored
+                    view.records[record.key] = record
+                    view.index.block_pair(a, b)
                     return record
                 if result.outcome is InsertOutcome.GENERATION_MOVED:
-                    if generation_seen == self._generation:
+                    if generation_seen == view.generation:
                         self._backoff(attempt)
-                    generation_seen = self._generation
+                    generation_seen = view.generation
             raise self._give_up("allocate")
 
     def _draw(self) -> tuple[int, int]:
@@ -415,12 +319,16 @@ class Allocator(_owners.OwnerOperations):
         index (O(log n) at any occupancy). A mixture of uniform draws is
         uniform, so the split is invisible.
         """
-        index, total = self._index, self.total_pairs
+        index, total = self._view.index, self.total_pairs
         if index.free * 2 >= total:  # worth it only while most pairs are free
-            is_free, randbelow, pair_of = index.is_free, secrets.randbelow, index.pair_of
+            randbelow, bisect_right = secrets.randbelow, bisect.bisect_right
+            starts, blocked = index.row_starts, index.blocked
             for _ in range(_REJECTION_DRAWS):
-                a, b = pair_of(randbelow(total))
-                if is_free(a, b):
+                # FreeIndex.pair_of and is_free, inlined: this is the hot loop.
+                candidate = randbelow(total)
+                a = bisect_right(starts, candidate) - 1
+                b = a + 1 + candidate - starts[a]
+                if not (blocked[a] >> b) & 1:
                     return a, b
         return index.kth_free(secrets.randbelow(index.free))
 
@@ -434,7 +342,7 @@ class Allocator(_owners.OwnerOperations):
         return self._pair_level(name_hash_index(check_name(name), self.categories))
 
     def _named_pair(self, name: str) -> tuple[int, int] | None:
-        index = self._index
+        index = self._view.index
         if index.free == 0:
             return None
         before = index.free_before(*index.pair_of(name_hash_index(name, self.categories)))
@@ -446,9 +354,9 @@ class Allocator(_owners.OwnerOperations):
         with self._lock:
             for attempt in range(self.max_attempts):
                 self.sync()
-                key = self._names.get(name)
+                key = self._view.names.get(name)
                 if key is not None:
-                    current = self.store.get(self._records[key].level)
+                    current = self.store.get(self._view.records[key].level)
                     if current is None or current.name != name:
                         continue
                     joined = self._join(current, owner, ttl)
@@ -458,11 +366,11 @@ class Allocator(_owners.OwnerOperations):
                 pair = self._named_pair(name)
                 if pair is None:
                     self.sync(full=True)
-                    if name in self._names:
+                    if name in self._view.names:
                         continue
                     pair = self._named_pair(name)
                     if pair is None:
-                        raise self._exhausted()
+                        raise self._view.exhausted()
                 record = self._new_record(
                     trusted_pair_level(*pair),
                     owner,
@@ -471,155 +379,24 @@ class Allocator(_owners.OwnerOperations):
                     persistent=persistent,
                     name=name,
                 )
-                result = self.store.insert(record, generation=self._generation)
+                result = self.store.insert(record, generation=self._view.generation)
                 if result.inserted:
-                    return self._inserted(record, result.revision)
+                    return self._inserted(result.stored(record))
                 if result.outcome is InsertOutcome.GENERATION_MOVED:
                     self._backoff(attempt)
             raise self._give_up(f"allocate name {_q(name)}")
 
-    def _inserted(self, record: Allocation, revision: int) -> Allocation:
-        stored = record.with_revision(revision)
-        self._apply(stored.key, stored)
+    def _inserted(self, stored: Allocation) -> Allocation:
+        self._view.apply(stored.key, stored)
         return stored
 
     # --- reservation ----------------------------------------------------
-
-    def _dominance_check(self, level: Level, owner: str) -> Callable[[Iterable[Allocation]], None]:
-        key = str(level)
-
-        def check(held: Iterable[Allocation]) -> None:
-            for record in held:
-                if record.in_use and record.level == level and owner in record.owners:
-                    continue  # the owner's own level, recorded in use: it may hold it too
-                if record.key != key and record.level.comparable(level):
-                    relation = "dominates" if level.dominates(record.level) else "is dominated by"
-                    if record.level == level:
-                        relation = "is"
-                    what = "in use by" if record.in_use else "held by"
-                    raise DominanceConflict(
-                        f"{level} {relation} {record.level}, {what} {_owners.holders(record)}:"
-                        " one could read the other's files"
-                    )
-
-        return check
-
-    def reserve(
-        self,
-        level: Level | str,
-        owner: str,
-        *,
-        shared: bool = False,
-        ttl: float | None = None,
-        persistent: bool = False,
-    ) -> Allocation:
-        """Reserve a chosen level for ``owner``.
-
-        A pair (``s0:c3,c7``) is reserved like an allocation; a custom level
-        (``s0:c5``, ``s0:c1,c2,c3``) is refused with
-        :class:`~mcslabel.errors.DominanceConflict` when it dominates or is
-        dominated by any held, in-use or excluded level. Reserving a held level:
-        the same owner gets it back unchanged (idempotent); another owner
-        joins it when it is shared, else :class:`~mcslabel.errors.LabelInUse`.
-        ``s0`` without categories and ranges are refused (InvalidLevel).
-        """
-        wanted = self._level(level)
-        check_owner(owner)
-        _check_flags(shared, persistent)
-        _check_ttl(ttl, persistent)
-        if not wanted.categories:
-            raise InvalidLevel(
-                f"{wanted} has no categories: every level dominates it, so it cannot be"
-                " reserved; reserve a level with categories such as s0:c1,c2"
-            )
-        for excluded in self.exclude:
-            if wanted == excluded:
-                raise InvalidLevel(f"{wanted} is excluded from allocation on this allocator")
-            if wanted.comparable(excluded):
-                raise DominanceConflict(
-                    f"{wanted} is comparable with the excluded level {excluded}"
-                )
-        check = self._dominance_check(wanted, owner)
-        with self._lock:
-            for attempt in range(self.max_attempts):
-                self.sync()
-                current = self.store.get(wanted)
-                if current is not None:
-                    joined = self._join(current, owner, ttl)
-                    if joined is not None:
-                        return joined
-                    continue
-                record = self._new_record(
-                    wanted, owner, shared=shared, ttl=ttl, persistent=persistent
-                )
-                if _is_pair(wanted):
-                    a, b = wanted.sorted_categories
-                    if not self._index.is_free(a, b):
-                        # Blocked by rule (raises), by the owner's own in-use record,
-                        # or by the pair itself seen stale: the insert settles it.
-                        check(self._blockers.values())
-                    result = self.store.insert(record, generation=self._generation)
-                else:
-                    result = self.store.insert_custom(record, check)
-                if result.inserted:
-                    return self._inserted(record, result.revision)
-                if result.outcome is InsertOutcome.GENERATION_MOVED:
-                    self._backoff(attempt)
-            raise self._give_up(f"reserve {wanted}")
-
-    def record_in_use(self, level: Level | LevelRange | str, owner: str) -> Allocation:
-        """Record that ``owner`` (a running container...) uses ``level``, whatever is held.
-
-        Never refused for dominance: the record blocks every level comparable
-        with it (dominating or dominated), by rule, however many pairs that
-        is, until :meth:`release` drops its last owner. A range blocks by its
-        high level (what it can read). Levels without categories are refused
-        (InvalidLevel): every level dominates them. Idempotent per owner;
-        several owners share one record. Returns the in-use record.
-        """
-        wanted = self._observed(level)
-        check_owner(owner)
-        with self._lock:
-            for _ in range(self.max_attempts):
-                current = self.store.get(wanted, in_use=True)
-                if current is not None:
-                    joined = self._join(current, owner, None)
-                    if joined is not None:
-                        return joined
-                    continue
-                record = self._new_record(
-                    wanted, owner, shared=True, ttl=None, persistent=False, in_use=True
-                )
-                # Through the custom protocol: it moves the generation, so a pair
-                # insert racing with this one is refused and its allocator resyncs.
-                result = self.store.insert_custom(record, lambda held: None)
-                if result.inserted:
-                    return self._inserted(record, result.revision)
-            raise self._give_up(f"record {wanted} in use")
-
-    def _observed(self, value: Level | LevelRange | str) -> Level:
-        if isinstance(value, str):
-            if "-" in value:
-                value = LevelRange.parse(value, categories=SEEN_CATEGORIES)
-            else:
-                value = Level.parse(value, categories=SEEN_CATEGORIES)
-        if isinstance(value, LevelRange):
-            value = value.high  # what a process at that range can read
-        if not isinstance(value, Level):
-            raise InvalidLevel(f"level must be a Level, a LevelRange or a string, not {_q(value)}")
-        value.check(categories=SEEN_CATEGORIES)
-        if not value.categories:
-            raise InvalidLevel(
-                f"{value} has no categories: every level dominates it, so it blocks nothing"
-                " that it could read"
-            )
-        return value
 
     # --- queries --------------------------------------------------------
 
     def get(self, level: Level | LevelRange | str, *, in_use: bool = False) -> Allocation | None:
         """The allocation holding exactly ``level`` (or its in-use record), or None."""
-        return self.store.get(self._observed(level), in_use=in_use)
+        return self.store.get(observed_level(level), in_use=in_use)
 
     def allocations(self) -> list[Allocation]:
         """Every record (allocations and levels in use), sorted by level."""

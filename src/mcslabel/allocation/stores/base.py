@@ -49,7 +49,7 @@ import math
 import re
 import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import attrs
 
@@ -152,15 +152,6 @@ def _is_time(value: object) -> bool:
     return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
 
 
-def _to_owners(value: Iterable[str]) -> tuple[str, ...]:
-    """Normalise owners to a sorted tuple without duplicates (not a validation)."""
-    if type(value) is tuple and len(value) == 1:
-        return value  # the common case: one owner, already a tuple
-    if isinstance(value, str):
-        raise InvalidInput(f"owners must be a collection of strings, not the string {_q(value)}")
-    return tuple(sorted(set(value)))
-
-
 def _checked_owners(value: object, level: Level) -> tuple[str, ...]:
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise InvalidInput(f"owners must be a collection of strings, not {_q(value)}")
@@ -179,9 +170,9 @@ class Allocation:
     """One held level, as a store records it.
 
     Build one with :meth:`create` (or :meth:`from_dict` for stored data): both
-    validate every field. The plain constructor does not validate; it is for
-    code that builds records from values it has checked already (the
-    allocator's hot path, :meth:`with_revision`).
+    validate every field and normalise ``owners`` to a sorted tuple. The plain
+    constructor does neither; it is for code that builds records from values
+    it has checked already (the allocator's hot path, :meth:`with_revision`).
 
     ``owners`` is the reference count: every owner (``docker:<id>``,
     ``pid:<n>@<host>``, ``k8s-pod:<uid>``...) holding the level; the level is
@@ -195,7 +186,7 @@ class Allocation:
     """
 
     level: Level
-    owners: tuple[str, ...] = attrs.field(converter=_to_owners)
+    owners: tuple[str, ...]
     #: Unix time the level was first allocated.
     created: float
     #: Unix time after which :meth:`~mcslabel.Allocator.gc` frees it; None = no lease.
@@ -215,11 +206,21 @@ class Allocation:
     in_use: bool = False
     #: Store modification revision; 0 before the record is stored.
     revision: int = attrs.field(default=0, eq=False)
-    #: The store key (:func:`record_key`; derived, computed once).
-    key: str = attrs.field(init=False, eq=False, repr=False)
+    #: The store key, :func:`record_key` of the level: derived when not given (a caller
+    #: that has it formatted passes it; :meth:`create` always derives it).
+    key: str = attrs.field(default="", eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        key = level_key(self.level)
+        if self.key:
+            return
+        # level_key(), inlined: most records built on the allocation path pass here.
+        level = self.level
+        cats = level.categories
+        if len(cats) == 2:
+            a, b = cats
+            key = f"s{level.sensitivity}:c{a},c{b}" if a < b else f"s{level.sensitivity}:c{b},c{a}"
+        else:
+            key = str(level)
         _set_attr(self, "key", IN_USE_PREFIX + key if self.in_use else key)
 
     @classmethod
@@ -274,8 +275,21 @@ class Allocation:
         )
 
     def with_revision(self, revision: int) -> Allocation:
-        """This record at store revision ``revision``."""
-        return attrs.evolve(self, revision=revision)
+        """This record at store revision ``revision`` (a hot path: no re-validation)."""
+        return Allocation(
+            self.level,
+            self.owners,
+            self.created,
+            self.expires,
+            self.name,
+            self.shared,
+            self.host,
+            self.custom,
+            self.persistent,
+            self.in_use,
+            revision,
+            self.key,
+        )
 
     @property
     def refcount(self) -> int:
@@ -385,17 +399,25 @@ class InsertOutcome(enum.Enum):
     GENERATION_MOVED = "generation-moved"
 
 
-@attrs.frozen
-class InsertResult:
-    """What :meth:`Store.insert` and :meth:`Store.insert_custom` did."""
+class InsertResult(NamedTuple):
+    """What :meth:`Store.insert` and :meth:`Store.insert_custom` did.
+
+    A named tuple: it is built once per allocation, on the hot path.
+    """
 
     outcome: InsertOutcome
     #: The stored record's revision when ``outcome`` is INSERTED, else 0.
     revision: int = 0
+    #: The stored record, when the store has it at hand (in-process stores); else None.
+    record: Allocation | None = None
 
     @property
     def inserted(self) -> bool:
         return self.outcome is InsertOutcome.INSERTED
+
+    def stored(self, sent: Allocation) -> Allocation:
+        """The record as stored: ``record``, or ``sent`` at ``revision``."""
+        return self.record if self.record is not None else sent.with_revision(self.revision)
 
     @classmethod
     def refused(cls, outcome: InsertOutcome) -> InsertResult:

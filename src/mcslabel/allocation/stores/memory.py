@@ -66,11 +66,11 @@ class MemoryStore:
             return InsertResult.refused(InsertOutcome.KEY_HELD)
         if allocation.name is not None and allocation.name in self._names:
             return InsertResult.refused(InsertOutcome.NAME_HELD)
-        revision = self._bump(key)
-        self._records[key] = allocation.with_revision(revision)
+        stored = allocation.with_revision(self._bump(key))
+        self._records[key] = stored
         if allocation.name is not None:
             self._names[allocation.name] = key
-        return InsertResult(InsertOutcome.INSERTED, revision)
+        return InsertResult(InsertOutcome.INSERTED, stored.revision, stored)
 
     def insert(self, allocation: Allocation, *, generation: int) -> InsertResult:
         with self._lock:
@@ -83,11 +83,11 @@ class MemoryStore:
             if generation != self._generation:
                 return InsertResult.refused(InsertOutcome.GENERATION_MOVED)
             # What _put_new does, without repeating the checks above.
-            revision = self._bump(key)
-            self._records[key] = allocation.with_revision(revision)
+            stored = allocation.with_revision(self._bump(key))
+            self._records[key] = stored
             if name is not None:
                 self._names[name] = key
-            return InsertResult(InsertOutcome.INSERTED, revision)
+            return InsertResult(InsertOutcome.INSERTED, stored.revision, stored)
 
     def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertResult:
         with self._lock:

@@ -115,7 +115,7 @@ def _path_error(path: Path, doing: str, exc: OSError) -> StoreError:
     """A typed error for an OSError met on ``path``; bad paths are InvalidInput too."""
     reason = exc.strerror or str(exc)
     message = f"cannot {doing} SQLite store {path}: {reason}"
-    if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.EINVAL):
+    if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.ELOOP, errno.EINVAL):
         return StoreNotFound(message + " (not a usable path)")
     return StoreError(message)
 
