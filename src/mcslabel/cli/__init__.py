@@ -27,6 +27,7 @@ SUBCOMMAND_MODULES = (
     "mcslabel.cli.docker",
     "mcslabel.cli.verify",
     "mcslabel.cli.relabel",
+    "mcslabel.cli.kube",
 )
 
 
