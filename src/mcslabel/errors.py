@@ -121,6 +121,10 @@ class JournalError(RelabelError):
     """A relabel journal is missing, unreadable or damaged."""
 
 
+class ContextMountError(RelabelError):
+    """A context mount failed, or the kernel did not apply its context (nothing was labeled)."""
+
+
 # --- docker -----------------------------------------------------------------
 
 
@@ -145,6 +149,7 @@ class NoFileContext(InvalidInput):
 
 __all__ = [
     "AllocationError",
+    "ContextMountError",
     "DockerError",
     "DominanceConflict",
     "InvalidContext",

@@ -28,6 +28,7 @@ SUBCOMMAND_MODULES = (
     "mcslabel.cli.verify",
     "mcslabel.cli.relabel",
     "mcslabel.cli.kube",
+    "mcslabel.cli.mount",
 )
 
 
