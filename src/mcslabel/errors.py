@@ -33,6 +33,10 @@ class InvalidContext(InvalidInput):
     """A malformed SELinux security context."""
 
 
+class TranslationError(InvalidInput):
+    """An mcstrans name that no ``setrans.conf`` entry translates (or translation is off)."""
+
+
 # --- environment and policy -------------------------------------------------
 
 
@@ -169,6 +173,7 @@ __all__ = [
     "StoreError",
     "StoreOutcomeUnknown",
     "StoreUnavailable",
+    "TranslationError",
     "UnknownAllocation",
     "UnknownPolicyName",
     "show_input",

@@ -29,6 +29,7 @@ SUBCOMMAND_MODULES = (
     "mcslabel.cli.relabel",
     "mcslabel.cli.kube",
     "mcslabel.cli.mount",
+    "mcslabel.cli.translate",
 )
 
 

@@ -14,6 +14,7 @@ from mcslabel.cli._common import (
     open_allocator,
     print_json,
 )
+from mcslabel.cli.translate import add_translate_flags, untranslated
 from mcslabel.context import Context
 from mcslabel.errors import InvalidInput, PolicyError
 from mcslabel.level import Level
@@ -75,8 +76,10 @@ def register(subparsers: Any) -> None:
         "--policy-root",
         metavar="DIR",
         default=None,
-        help="read lxc_contexts from this policy root (default: the installed one if any)",
+        help="read lxc_contexts (and setrans.conf) from this policy root (default: the"
+        " installed one if any)",
     )
+    add_translate_flags(ctx, policy_root=False)
     ctx.set_defaults(handler=_security_context)
 
 
@@ -111,7 +114,7 @@ def _security_context(args: argparse.Namespace) -> int:
     process = _process_context(args)
     level: Level
     if args.level is not None:
-        level = Level.parse(args.level, categories=args.categories)
+        level = Level.parse(untranslated(args, args.level), categories=args.categories)
     else:
         name = args.name or namespace_allocation_name(args.namespace)
         if not args.owner:

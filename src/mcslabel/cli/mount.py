@@ -6,6 +6,7 @@ import argparse
 from typing import Any
 
 from mcslabel.cli._common import EXIT_FAILED, EXIT_OK, add_json_flag, print_json
+from mcslabel.cli.translate import add_translate_flags, untranslated
 
 _OPTIONS = ("context", "fscontext", "defcontext", "rootcontext")
 
@@ -30,6 +31,7 @@ def _add_label_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "-t", "--fstype", default=None, help="file system type; checked against the rules"
     )
+    add_translate_flags(parser, policy_root=False)
 
 
 def register(subparsers: Any) -> None:
@@ -83,8 +85,8 @@ def _contexts(args: argparse.Namespace) -> Any:
     from mcslabel.relabeling.engine import target_context
 
     ctx = target_context(
-        level=args.level,
-        context=args.context,
+        level=None if args.level is None else untranslated(args, args.level),
+        context=None if args.context is None else untranslated(args, args.context),
         file_type=args.file_type,
         read_only=args.read_only,
         policy_root=args.policy_root,
