@@ -330,7 +330,7 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
 
 def test_undo_restores_every_journal_even_after_a_failure(tmp_path: Path) -> None:
     from mcslabel.errors import JournalError
-    from mcslabel.integrations.docker import _restore_journals
+    from mcslabel.integrations.docker.volumes import restore_journals as _restore_journals
     from mcslabel.relabeling.engine import relabel
 
     data = tmp_path / "data"
