@@ -25,6 +25,7 @@ SUBCOMMAND_MODULES = (
     "mcslabel.cli.policy",
     "mcslabel.cli.alloc",
     "mcslabel.cli.docker",
+    "mcslabel.cli.podman",
     "mcslabel.cli.verify",
     "mcslabel.cli.relabel",
     "mcslabel.cli.kube",

@@ -1,0 +1,224 @@
+"""``mcslabel podman``: ``mcslabel docker``'s commands for podman's containers and pods."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import sys
+from typing import Any
+
+from mcslabel.cli._common import (
+    EXIT_CHECK_FAILED,
+    EXIT_INPUT,
+    EXIT_OK,
+    add_categories_flag,
+    add_json_flag,
+    add_store_flag,
+    open_allocator,
+    print_json,
+    print_table,
+)
+from mcslabel.errors import InvalidInput
+from mcslabel.errors import show_input as _q
+
+
+def _add_common(parser: argparse.ArgumentParser, *, store: bool = True) -> None:
+    parser.add_argument(
+        "--podman-host",
+        metavar="URL",
+        default=None,
+        help="podman's API socket (default: $CONTAINER_HOST, else"
+        " unix:///run/podman/podman.sock; start it with podman system service)",
+    )
+    if store:
+        add_store_flag(parser)
+    add_categories_flag(parser)
+    add_json_flag(parser)
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{flag} {_q(item)} must be KEY=VALUE")
+        found.setdefault(key, []).append(value)
+    return found
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "podman",
+        help="the docker commands for podman: sync, audit, run, rm (pods share a level)",
+        description="Work with podman's containers through its Docker-compatible API"
+        " (podman system service; extra mcslabel[docker]). Same options, findings and"
+        " JSON as `mcslabel docker`; registry owners are podman:<id>, and the containers"
+        " of one podman pod (its infra container included) are one pod.",
+    )
+    sub = parser.add_subparsers(dest="podman_command", metavar="SUBCOMMAND")
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_INPUT
+
+    parser.set_defaults(handler=usage)
+    sync = sub.add_parser(
+        "sync",
+        help="reserve the levels containers use; release those of removed containers",
+        description="Reserve every podman container's level under owner podman:<id> and"
+        " release the allocations of podman containers that no longer exist (docker's"
+        " are left alone). Exit 1 when there are conflicts.",
+    )
+    _add_common(sync)
+    sync.set_defaults(handler=_sync)
+    audit = sub.add_parser(
+        "audit",
+        help="find shared, dominating or disabled labels, privileged containers, bad mounts",
+        description="Audit podman's containers (running and stopped). Exit 1 when a finding"
+        " has severity high. Registry checks run when --store or $MCSLABEL_STORE names one.",
+    )
+    _add_common(audit)
+    audit.add_argument(
+        "--filter",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="listing filter, e.g. label=app=web or pod=NAME (repeatable)",
+    )
+    audit.set_defaults(handler=_audit)
+    run = sub.add_parser(
+        "run",
+        help="start a container at a fresh level with its volumes relabeled",
+        description="As `mcslabel docker run`, on podman: allocate a level, relabel each -v"
+        " volume, start the container at it, owner podman:<id>. Undo with `mcslabel"
+        " podman rm`.",
+    )
+    _add_common(run)
+    run.add_argument(
+        "-v",
+        "--volume",
+        metavar="SRC:DST[:OPTS]",
+        action="append",
+        default=[],
+        help="bind volume; OPTS as for `mcslabel docker run` (repeatable)",
+    )
+    run.add_argument("--name", default=None, help="container name")
+    run.add_argument(
+        "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
+    )
+    run.add_argument(
+        "--journal-dir", metavar="DIR", default=None, help="where relabel journals are kept"
+    )
+    run.add_argument("image", metavar="IMAGE")
+    run.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER)
+    run.set_defaults(handler=_run)
+    rm = sub.add_parser(
+        "rm",
+        help="remove a container started by `mcslabel podman run`; restore its volumes",
+        description="Remove the container, release its level and restore its volumes' old"
+        " labels from the journals (--keep-labels keeps the new ones).",
+    )
+    _add_common(rm)
+    rm.add_argument("container", metavar="CONTAINER", help="id or name")
+    rm.add_argument("--keep-labels", action="store_true", help="do not restore old labels")
+    rm.set_defaults(handler=_rm)
+
+
+def _client(args: argparse.Namespace) -> Any:
+    from mcslabel.integrations.podman import connect
+
+    return connect(args.podman_host)
+
+
+def _sync(args: argparse.Namespace) -> int:
+    from mcslabel.integrations.podman import sync
+
+    client = _client(args)
+    with open_allocator(args.store, args.categories) as allocator:
+        result = sync(allocator, client)
+    if args.json:
+        print_json(result.to_dict())
+        return EXIT_CHECK_FAILED if result.conflicts else EXIT_OK
+    rows = [
+        (action, level, owner)
+        for action in ("reserved", "kept", "released", "fenced")
+        for level, owner in getattr(result, action)
+    ]
+    rows += [("conflict", lv, f"{o}: {r}") for lv, o, r in result.conflicts]
+    if rows:
+        print_table(["action", "level", "owner"], rows)
+    else:
+        print("nothing to do: no container has a level and the registry holds none")
+    return EXIT_CHECK_FAILED if result.conflicts else EXIT_OK
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from mcslabel.integrations.podman import audit
+
+    filters = _key_values(args.filter, "--filter")
+    client = _client(args)
+    store_url = args.store or os.environ.get("MCSLABEL_STORE")
+    with contextlib.ExitStack() as stack:
+        allocator = (
+            stack.enter_context(open_allocator(store_url, args.categories)) if store_url else None
+        )
+        report = audit(client, allocator, filters=filters)
+    if args.json:
+        print_json(report.to_dict())
+    else:
+        verdict = "ok" if report.ok else "high severity findings"
+        print(f"{len(report.containers)} containers, {len(report.findings)} findings ({verdict})")
+        if report.findings:
+            print_table(["severity", "kind", "containers", "message"], report.rows())
+    return EXIT_OK if report.ok else EXIT_CHECK_FAILED
+
+
+def _run(args: argparse.Namespace) -> int:
+    from mcslabel.integrations.docker import Volume
+    from mcslabel.integrations.podman import run
+
+    volumes = [Volume.parse(v) for v in args.volume]
+    labels = {k: v[-1] for k, v in _key_values(args.label, "--label").items()}
+    client = _client(args)
+    with open_allocator(args.store, args.categories) as allocator:
+        started = run(
+            client,
+            args.image,
+            args.command or None,
+            allocator=allocator,
+            volumes=volumes,
+            name=args.name,
+            labels=labels,
+            journal_dir=args.journal_dir,
+        )
+    if args.json:
+        print_json(
+            {
+                "id": started.id,
+                "level": str(started.level),
+                "owner": started.owner,
+                "journals": [str(j) for j in started.journals],
+            }
+        )
+    else:
+        print(f"{started.id[:12]} {started.level}")
+    return EXIT_OK
+
+
+def _rm(args: argparse.Namespace) -> int:
+    from mcslabel.integrations.podman import remove
+
+    client = _client(args)
+    with open_allocator(args.store, args.categories) as allocator:
+        remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
+    if args.json:
+        print_json({"removed": args.container, "restored": not args.keep_labels})
+    else:
+        print(f"removed {args.container}")
+    return EXIT_OK
+
+
+__all__ = [
+    "register",
+]
