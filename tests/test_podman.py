@@ -160,3 +160,23 @@ def test_cli_json_matches_docker_shape(
     report = json.loads(capsys.readouterr().out)
     assert len(report["containers"]) == 1
     assert {f["kind"] for f in report["findings"]} <= {"daemon-selinux-disabled"}
+
+
+def test_audit_with_the_registry_names_real_owners(
+    podman_containers: PodmanContainers, tmp_path: Path
+) -> None:
+    mine = podman_containers.create(security_opt=["label=level:s0:c80,c81"])
+    by_docker = podman_containers.create(security_opt=["label=level:s0:c82,c83"])
+    by_service = podman_containers.create(security_opt=["label=level:s0:c84,c85"])
+    allocator = _allocator(tmp_path)
+    allocator.reserve("s0:c80,c81", "podman:" + mine.id, shared=True)
+    allocator.reserve("s0:c82,c83", "docker:feedfacecafe")
+    allocator.reserve("s0:c84,c85", "svc:billing")
+    report = podman.audit(podman_containers.client, allocator, filters=podman_containers.filters)
+    elsewhere = {
+        f.containers[0]: f.message for f in report.findings if f.kind == "level-held-elsewhere"
+    }
+    assert set(elsewhere) == {by_docker.id, by_service.id}  # its own podman owner is no finding
+    assert elsewhere[by_docker.id].endswith("gave to docker:feedfacecafe")
+    assert elsewhere[by_service.id].endswith("gave to svc:billing")
+    assert "other-engine" not in " ".join(f.message for f in report.findings)
