@@ -55,7 +55,7 @@ class NaiveRetry:
             if key in self.held:
                 continue
             record = Allocation(level=Level.pair(a, b), owners=(owner,), created=time.time())
-            if self.store.insert(record, generation=0) is InsertOutcome.INSERTED:
+            if self.store.insert(record, generation=0).outcome is InsertOutcome.INSERTED:
                 self.held.add(key)
                 self.max_tries = max(self.max_tries, tries)
                 return record

@@ -1,7 +1,7 @@
 """The allocation hot path's shortcuts agree with the validated slow paths they replace.
 
-The allocator builds records through :meth:`Allocation.trusted` (validators
-run once, at the public API edge), pair levels through
+The allocator builds records through the plain :class:`Allocation` constructor
+(validation, :meth:`Allocation.create`, runs once at the public API edge), pair levels through
 :func:`trusted_pair_level`, pair numbers through a bisection table, and
 stored pair keys through a strict pattern. Each shortcut is checked here
 against the general code it stands in for; bad input must still raise the
@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mcslabel.allocation.allocator import Allocator, _FreeIndex, pair_at, pair_count
+from mcslabel.allocation.allocator import Allocator
 from mcslabel.allocation.stores.base import (
     Allocation,
     Store,
@@ -31,6 +31,7 @@ from mcslabel.allocation.stores.memory import MemoryStore
 from mcslabel.allocation.stores.sqlite import SQLiteStore
 from mcslabel.errors import InvalidInput, InvalidLevel
 from mcslabel.level import Level
+from mcslabel.pairs import pair_at, pair_count
 
 
 @pytest.fixture(params=["memory", "sqlite"])
@@ -102,7 +103,7 @@ def test_stored_level_parsing_property(text: str) -> None:
 
 
 def _check_stored_level(text: str) -> None:
-    """from_json reads ``text`` exactly as the general parser does, errors included."""
+    """from_dict reads ``text`` exactly as the general parser does, errors included."""
     record = {"level": text, "owners": ["o"], "created": 1.0}
     try:
         expected = Level.parse(text, categories=1 << 20)
@@ -110,13 +111,13 @@ def _check_stored_level(text: str) -> None:
         with pytest.raises(
             InvalidInput, match=f"^allocation record is malformed: {re.escape(str(exc))}$"
         ):
-            Allocation.from_json(record)
+            Allocation.from_dict(record)
         return
     if not expected.categories:
         with pytest.raises(InvalidInput, match="no categories"):
-            Allocation.from_json(record)
+            Allocation.from_dict(record)
         return
-    parsed = Allocation.from_json(record).level
+    parsed = Allocation.from_dict(record).level
     assert parsed == expected and str(parsed) == str(expected)
 
 
@@ -132,7 +133,7 @@ def _check_stored_level(text: str) -> None:
     persistent=st.booleans(),
     revision=st.integers(0, 1 << 40),
 )
-def test_trusted_record_equals_the_validated_record(
+def test_plain_record_equals_the_validated_record(
     a: int,
     owners: list[str],
     created: float,
@@ -143,10 +144,10 @@ def test_trusted_record_equals_the_validated_record(
 ) -> None:
     expires = None if ttl is None or persistent else created + ttl
     owner_tuple = tuple(sorted(set(owners)))
-    slow = Allocation(
-        level=Level.pair(a, 1023),
-        owners=owner_tuple,
-        created=created,
+    slow = Allocation.create(
+        Level.pair(a, 1023),
+        owners,
+        created,
         expires=expires,
         name=name,
         shared=True,
@@ -154,7 +155,7 @@ def test_trusted_record_equals_the_validated_record(
         persistent=persistent,
         revision=revision,
     )
-    fast = Allocation.trusted(
+    fast = Allocation(
         trusted_pair_level(a, 1023),
         owner_tuple,
         created,
@@ -170,14 +171,37 @@ def test_trusted_record_equals_the_validated_record(
     again = fast.with_revision(revision + 1)
     assert again == fast and again.revision == revision + 1 and again.key == fast.key
     assert _fields(again) == {**_fields(fast), "revision": revision + 1}
-    attrs.validate(fast)
-    assert Allocation.from_json(fast.to_json(), revision=revision) == fast
+    assert Allocation.from_dict(fast.to_dict(), revision=revision) == fast
 
 
-def test_trusted_record_of_a_custom_level_gets_its_canonical_key() -> None:
+def test_plain_record_of_a_custom_level_gets_its_canonical_key() -> None:
     level = Level.parse("s0:c0.c5,c9")
-    record = Allocation.trusted(level, ("o",), 1.0, custom=True)
-    assert record.key == "s0:c0.c5,c9" == Allocation(level=level, owners=("o",), created=1.0).key
+    record = Allocation(level, ("o",), 1.0, custom=True)
+    assert record.key == "s0:c0.c5,c9" == Allocation.create(level, ("o",), 1.0).key
+    assert Allocation(level, ("o",), 1.0, in_use=True).key == "in-use/s0:c0.c5,c9"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"owners": []}, "no owner"),
+        ({"owners": "o"}, "collection"),
+        ({"owners": ["a b"]}, "whitespace"),
+        ({"created": math.nan}, "created"),
+        ({"expires": "soon"}, "expires"),
+        ({"shared": 1}, "shared"),
+        ({"in_use": "yes"}, "in_use"),
+        ({"persistent": True, "expires": 5.0}, "persistent"),
+        ({"name": ""}, "non-empty"),
+        ({"revision": -1}, "revision"),
+        ({"level": Level(0)}, "no categories"),
+    ],
+)
+def test_create_refuses_each_bad_field(kwargs: dict[str, object], match: str) -> None:
+    fields: dict[str, object] = {"level": Level.pair(1, 2), "owners": ["o"], "created": 1.0}
+    fields.update(kwargs)
+    with pytest.raises(InvalidInput, match=match):
+        Allocation.create(**fields)  # type: ignore[arg-type]
 
 
 @settings(max_examples=25, deadline=None)
@@ -196,8 +220,7 @@ def test_allocated_records_pass_every_validator(
     allocator = Allocator(MemoryStore(), categories=32, clock=lambda: clock_now, host="h1")
     for _ in range(5):
         record = allocator.allocate(owner, ttl=ttl, shared=shared, persistent=persistent)
-        attrs.validate(record)
-        slow = Allocation(**{k: v for k, v in _fields(record).items() if k != "key"})
+        slow = Allocation.create(**{k: v for k, v in _fields(record).items() if k != "key"})
         assert _fields(slow) == _fields(record)
         assert record.created == clock_now and record.host == "h1" and not record.custom
         assert record.expires == (None if ttl is None else clock_now + ttl)
@@ -247,74 +270,29 @@ def test_bad_input_still_raises_typed_errors(
     assert store.snapshot().allocations == ()
 
 
-# --- numbering and the free index ---------------------------------------
+# --- numbering and the free index (public API only) --------------------
 
 
 @pytest.mark.parametrize("categories", [2, 3, 4, 5, 16, 33, 64])
-def test_bisection_numbering_agrees_with_pair_at(categories: int) -> None:
+def test_every_pair_is_handed_out_once_until_exhaustion(categories: int) -> None:
     allocator = Allocator(MemoryStore(), categories=categories, exclude=())
-    for index in range(pair_count(categories)):
-        assert allocator._pair_of(index) == pair_at(index, categories)
-
-
-def test_bisection_numbering_agrees_with_pair_at_over_the_full_space() -> None:
-    allocator = Allocator(MemoryStore())
-    total = pair_count(1024)
-    for index in [*range(0, total, 997), *range(total - 2100, total)]:
-        assert allocator._pair_of(index) == pair_at(index, 1024)
-
-
-def _reference_tree(free: list[bool], cap: int) -> list[int]:
-    """The Fenwick tree built the textbook way, one node at a time."""
-    tree = [0, *(1 if f else 0 for f in free)] + [0] * (cap - len(free))
-    for i in range(1, cap + 1):
-        parent = i + (i & -i)
-        if parent <= cap:
-            tree[parent] += tree[i]
-    return tree
-
-
-@settings(max_examples=200)
-@given(st.integers(1, 3000).flatmap(lambda n: st.lists(st.booleans(), min_size=n, max_size=n)))
-def test_vectorised_rebuild_equals_the_textbook_tree(free: list[bool]) -> None:
-    index = _FreeIndex(len(free))
-    for slot, is_free in enumerate(free):
-        if not is_free:
-            index.block(slot)
-    index._rebuild()
-    assert index._tree == _reference_tree(free, index._cap)
-    assert index.free == sum(free)
-    free_slots = [i for i, f in enumerate(free) if f]
-    if free_slots:
-        assert [index.kth_free(k) for k in (0, len(free_slots) - 1)] == [
-            free_slots[0],
-            free_slots[-1],
-        ]
-
-
-def test_flushed_and_rebuilt_trees_agree_on_a_large_index() -> None:
-    size = pair_count(256)  # 32,640: not a power of two
-    flushed, rebuilt = _FreeIndex(size), _FreeIndex(size)
-    blocked = list(range(0, size, 7))[:300]  # few changes: applied one by one
-    for slot in blocked:
-        flushed.block(slot)
-        rebuilt.block(slot)
-    flushed._flush()
-    rebuilt._rebuild()
-    assert (
-        flushed._tree
-        == rebuilt._tree
-        == _reference_tree([i not in set(blocked) for i in range(size)], rebuilt._cap)
-    )
+    got = [allocator.allocate("o").level for _ in range(pair_count(categories))]
+    assert sorted(got, key=lambda lv: lv.sorted_categories) == [
+        Level.pair(*pair_at(i, categories)) for i in range(pair_count(categories))
+    ]
+    assert allocator.free_pairs == 0
 
 
 def test_full_space_allocation_stays_unique_through_rebuilds() -> None:
-    """Low occupancy churn: the deferred tree is rebuilt, never wrong (1024 categories)."""
+    """Churn over 1024 categories: the free counts stay exact (index descent included)."""
     allocator = Allocator(MemoryStore())
-    held = {allocator.allocate("o").key for _ in range(20_000)}
-    assert len(held) == 20_000
-    index = allocator._index
-    # Force the Fenwick path and compare with a direct count of free pairs.
-    index._flush()
-    assert index.free == pair_count(1024) - 20_000 - 1  # minus the default exclusion
-    assert index.free_before(pair_count(1024)) == index.free
+    held = [allocator.allocate("o") for _ in range(20_000)]
+    assert len({r.key for r in held}) == 20_000
+    for record in held[::2]:
+        allocator.release(record.level, "o")
+    allocator.sync()
+    assert allocator.free_pairs == pair_count(1024) - 10_000 - 1  # minus the default exclusion
+    allocator.record_in_use("s0:c0.c99", "docker:wide")
+    allocator.sync()
+    inside = sum(1 for r in held[1::2] if max(r.level.categories) < 100)
+    assert allocator.free_pairs == pair_count(1024) - 10_000 - 1 - (4950 - inside)

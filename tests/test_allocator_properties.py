@@ -63,7 +63,7 @@ OPS = st.lists(
 
 
 def _check_invariants(alloc: Allocator, n: int, exclude: Level) -> None:
-    held = [a.level for a in alloc.list()]
+    held = [a.level for a in alloc.allocations()]
     assert len(held) == len(set(held))
     for i, x in enumerate(held):
         for y in held[i + 1 :]:
@@ -105,7 +105,7 @@ def test_random_operation_sequences_keep_levels_unique_and_incomparable(
             with contextlib.suppress(DominanceConflict, LabelInUse):
                 alloc.reserve(wanted, "r")
         else:
-            held = list(alloc.list())
+            held = list(alloc.allocations())
             if held:
                 assert isinstance(arg, int)
                 victim = held[arg % len(held)]
@@ -113,7 +113,7 @@ def test_random_operation_sequences_keep_levels_unique_and_incomparable(
                 assert alloc.get(victim.level) is None
     _check_invariants(alloc, n, exclude)
     # Release everything: the whole space minus the exclusion is free again.
-    for record in list(alloc.list()):
+    for record in list(alloc.allocations()):
         alloc.release(record.level)
     alloc.sync()
     assert alloc.free_pairs == pair_count(n) - 1
@@ -152,35 +152,74 @@ def test_named_allocation_is_stable_and_joins(name: str) -> None:
     assert again.level == a.level and again.owners == ("x", "z")
 
 
-@settings(max_examples=150, deadline=None)
+_OPS = st.sampled_from(["in-use", "reserve", "allocate", "named", "release"])
+
+
+@settings(max_examples=120, deadline=None)
 @given(
-    st.integers(1, 70).flatmap(
+    st.integers(3, 12).flatmap(
         lambda n: st.tuples(
             st.just(n),
             st.lists(
-                st.tuples(st.integers(0, n - 1), st.sampled_from(["block", "unblock", "query"])),
-                max_size=200,
+                st.tuples(
+                    _OPS,
+                    st.integers(0, 1),
+                    st.sets(st.integers(0, n - 1), min_size=1, max_size=n),
+                    st.integers(0, 10**6),
+                ),
+                max_size=40,
             ),
         )
     )
 )
-def test_free_index_agrees_with_a_plain_model(case: tuple[int, list[tuple[int, str]]]) -> None:
-    from mcslabel.allocation.allocator import _FreeIndex
+def test_free_pairs_agree_with_a_brute_force_model(
+    case: tuple[int, list[tuple[str, int, set[int], int]]],
+) -> None:
+    """Public API only: blocked-by-rule pairs are exactly the comparable ones."""
+    from mcslabel.pairs import name_hash_index
 
-    size, ops = case
-    index, model = _FreeIndex(size), [0] * size
-    for slot, op in ops:
-        if op == "block" or (op == "unblock" and model[slot] == 0):
-            index.block(slot)
-            model[slot] += 1
-        elif op == "unblock":
-            index.unblock(slot)
-            model[slot] -= 1
+    n, ops = case
+    alloc = Allocator(MemoryStore(), categories=n, exclude=("s0:c0,c1",))
+    pairs = [Level.pair(*pair_at(i, n)) for i in range(pair_count(n))]
+    excluded = Level.pair(0, 1)
+
+    def free_model() -> list[bool]:
+        held = [r.level for r in alloc.allocations()]
+        return [p != excluded and not any(h.comparable(p) for h in held) for p in pairs]
+
+    names: set[str] = set()
+    for op, sensitivity, cats, seed in ops:
+        level = Level(sensitivity, frozenset(cats))
+        if op == "in-use":
+            record = alloc.record_in_use(level, f"docker:{seed}")
+            assert record.in_use and record.revision > 0
+        elif op == "reserve":
+            with contextlib.suppress(DominanceConflict, LabelInUse, InvalidLevel):
+                alloc.reserve(level, f"o:{seed}")
+        elif op in ("allocate", "named"):
+            free = free_model()
+            name = f"n{seed}" if op == "named" else None
+            if not any(free):
+                with pytest.raises(SpaceExhausted):
+                    alloc.allocate("o", name=name)
+                continue
+            got = alloc.allocate("o", name=name)
+            index = pair_index(*got.level.sorted_categories, n)
+            if name is not None and name not in names:
+                names.add(name)
+                start = name_hash_index(name, n)
+                order = [*range(start, len(pairs)), *range(start)]
+                assert index == next(i for i in order if free[i])
+            elif name is None:
+                assert free[index], got
         else:
-            free = [i for i in range(size) if model[i] == 0]
-            assert index.free == len(free)
-            assert [index.kth_free(k) for k in range(len(free))] == free
-            assert [index.free_before(i) for i in range(size)] == [
-                sum(1 for f in free if f < i) for i in range(size)
-            ]
-    assert index.free == model.count(0)
+            records = alloc.allocations()
+            if records:
+                victim = records[seed % len(records)]
+                alloc.release(victim.level, victim.owners[0])
+                if victim.name is not None and alloc.get(victim.level) is None:
+                    names.discard(victim.name)
+        alloc.sync()
+        free = free_model()
+        assert [alloc.is_free(p) for p in pairs] == free
+        assert alloc.free_pairs == sum(free)

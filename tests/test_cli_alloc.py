@@ -17,6 +17,7 @@ from mcslabel.level import Level
 
 @pytest.fixture
 def url(tmp_path: Path) -> str:
+    SQLiteStore(tmp_path / "labels.db").close()  # an existing registry
     return f"sqlite://{tmp_path}/labels.db"
 
 
@@ -119,7 +120,11 @@ def test_bad_store_urls_and_files(
     assert code == 3 and "not an SQLite database" in err
     assert junk.read_text() == "not a database"
     monkeypatch.setenv("MCSLABEL_STORE", f"sqlite://{tmp_path}/env.db")
-    code, out, _ = run(capsys, "allocate")
+    code, _, err = run(capsys, "allocate")
+    assert code == 2 and "--create-store" in err and not (tmp_path / "env.db").exists()
+    code, _, err = run(capsys, "list")
+    assert code == 2 and not (tmp_path / "env.db").exists()
+    code, out, _ = run(capsys, "allocate", "--create-store")
     assert code == 0 and (tmp_path / "env.db").exists()
     assert Level.parse(out.strip()).is_pair
 
@@ -139,7 +144,7 @@ def test_real_subprocess_allocate_and_release(tmp_path: Path) -> None:
     exe = Path(sys.executable).parent / "mcslabel"
     env = {**os.environ, "MCSLABEL_STORE": f"sqlite://{tmp_path}/labels.db"}
     done = subprocess.run(
-        [str(exe), "allocate", "--owner", "demo"],
+        [str(exe), "allocate", "--owner", "demo", "--create-store"],
         capture_output=True,
         text=True,
         env=env,

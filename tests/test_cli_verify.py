@@ -92,7 +92,7 @@ def test_store_flag(
     # A real SQLite registry holding a pair (the test policy has c0..c3): checked, and
     # denied by the MCS constraint.
     url = f"sqlite:///{tmp_path / 'labels.db'}"
-    store = open_store(url)
+    store = open_store(url, create=True)
     try:
         Allocator(store, categories=4).reserve("s0:c2,c3", "test:cli-verify")
     finally:

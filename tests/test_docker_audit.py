@@ -340,11 +340,129 @@ def test_unreachable_daemon_is_a_docker_error_in_every_call(tmp_path: Path) -> N
     client = docker_sdk.DockerClient(
         base_url=f"unix://{tmp_path}/none.sock", version="1.41", timeout=5
     )
-    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    allocator = Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}", create=True))
     with pytest.raises(DockerError, match="cannot list containers"):
         list(labels_in_use(client))
     with pytest.raises(DockerError):
         audit(client)
     with pytest.raises(DockerError):
-        sync(allocator, client)
-    assert list(allocator.list()) == []
+        sync(client, allocator=allocator)
+    assert allocator.allocations() == []
+
+
+# --- reading labels as the engine does (issue 12, case 5) -------------------------
+
+
+@pytest.mark.parametrize(
+    ("opts", "level", "disabled"),
+    [
+        (["label=level:s0:c1,c1"], "s0:c1", False),  # the kernel runs it as s0:c1
+        (["label=level:s0:c3,c1,c3"], "s0:c1,c3", False),
+        (["label=level:s0:c0.c2,c1"], "s0:c0.c2", False),
+        (["label=level:s0-s0:c5,c5,c6"], "s0:c5,c6", False),
+        (["disable"], None, True),  # moby: a bare disable is label=disable
+        (["label=level:s0:c1,c2", "label=level:s0:c3,c4"], "s0:c3,c4", False),  # last wins
+        (["label:level:s0:c1,c1"], "s0:c1", False),
+    ],
+)
+def test_security_opt_read_with_moby_and_kernel_rules(
+    opts: list[str], level: str | None, disabled: bool
+) -> None:
+    c = container_label(_inspect(SecurityOpt=opts))
+    assert (None if c.level is None else str(c.level)) == level
+    assert c.disabled == disabled
+    assert c.confined != disabled
+    assert not c.unreadable
+
+
+def test_bare_disable_is_a_high_label_disabled_finding() -> None:
+    from mcslabel.integrations.docker.findings import _confinement_findings
+
+    c = container_label(_inspect(SecurityOpt=["disable"]))
+    assert [f.kind for f in _confinement_findings([c])] == ["label-disabled"]
+
+
+def test_unreadable_option_falls_back_to_inspect_labels() -> None:
+    doc = _inspect(SecurityOpt=["label=level:s0:c5.c1"])  # reversed: the kernel refuses it
+    doc["ProcessLabel"] = "system_u:system_r:container_t:s0:c5,c9"
+    c = container_label(doc)
+    assert c.level == Level.pair(5, 9) and c.level_text == "s0:c5.c1"
+    doc = _inspect(SecurityOpt=["label=level:s0:c5.c1"])
+    doc["MountLabel"] = "system_u:object_r:container_file_t:s0:c5,c7,c7"
+    assert container_label(doc).level == Level.pair(5, 7)
+    still = container_label(_inspect(SecurityOpt=["label=level:s0:c5.c1"]))
+    assert still.level is None and still.unreadable
+
+
+@given(st.sets(st.integers(0, 1023), min_size=1, max_size=6), st.integers(1, 3))
+def test_kernel_reach_is_canonical_whatever_the_repeats(cats: set[int], repeat: int) -> None:
+    from mcslabel.integrations.docker import kernel_reach
+
+    text = "s0:" + ",".join(f"c{c}" for c in sorted(cats) * repeat)
+    assert kernel_reach(text) == Level(0, frozenset(cats))
+    assert kernel_reach(f"s0-{text}") == Level(0, frozenset(cats))
+
+
+@pytest.mark.docker
+def test_sync_reports_unreadable_and_out_of_range_and_never_aborts(
+    containers: Containers, tmp_path: Path
+) -> None:
+    from mcslabel.allocation import Allocator, open_store
+    from mcslabel.integrations.docker import OWNER_PREFIX, sync
+
+    allocator = Allocator(
+        open_store(f"sqlite:///{tmp_path / 'r.db'}", create=True), categories=6, exclude=()
+    )
+    wide = containers.create(security_opt=["label=level:s0:c1,c1"])  # read as s0:c1
+    far = containers.create(security_opt=["label=level:s0:c100,c200"])  # outside 6 categories
+    bad = containers.create(security_opt=["label=level:s0:c9999"])
+    good = containers.create(security_opt=["label=level:s0:c2,c3"])
+    result = sync(containers.client, allocator=allocator, filters=containers.filters)
+    owners = dict(result.reserved)
+    assert owners["s0:c2,c3"] == OWNER_PREFIX + good.id
+    assert owners["s0:c1"] == OWNER_PREFIX + wide.id
+    assert [(lv, o) for lv, o, _ in result.conflicts] == [("s0:c100,c200", OWNER_PREFIX + far.id)]
+    assert [(i, lv) for i, lv, _ in result.unreadable] == [(bad.id, "s0:c9999")]
+    assert not result.ok
+
+    done = subprocess.run(
+        [str(MCSLABEL), "docker", "sync", "--store", f"sqlite:///{tmp_path / 'r.db'}",
+         "--categories", "6", "--filter", "label=" + containers.filters["label"]],
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert "unreadable" in done.stdout and "conflict" in done.stdout
+    assert f"docker:{far.id[:12]}" in done.stdout and far.id not in done.stdout
+
+
+@pytest.mark.docker
+def test_sync_filter_mirrors_only_matching_and_releases_nothing_else(
+    containers: Containers, tmp_path: Path
+) -> None:
+    from mcslabel.allocation import Allocator, open_store
+    from mcslabel.integrations.docker import OWNER_PREFIX, sync
+
+    allocator = Allocator(
+        open_store(f"sqlite:///{tmp_path / 'f.db'}", create=True), categories=6, exclude=()
+    )
+    inside = containers.create(security_opt=["label=level:s0:c1,c2"], labels={"pick": "yes"})
+    outside = containers.create(security_opt=["label=level:s0:c3,c4"])
+    sync(containers.client, allocator=allocator, filters=containers.filters)
+    picked = {"label": [containers.filters["label"], "pick=yes"]}
+    result = sync(containers.client, allocator=allocator, filters=picked)
+    assert result.kept == (("s0:c1,c2", OWNER_PREFIX + inside.id),)
+    assert result.released == ()  # outside the filter is not "gone"
+    assert allocator.get("s0:c3,c4") is not None
+    outside.remove(force=True)
+    result = sync(containers.client, allocator=allocator, filters=picked)
+    assert result.released == (("s0:c3,c4", OWNER_PREFIX + outside.id),)
+
+
+def test_old_argument_order_still_works_with_a_warning(tmp_path: Path) -> None:
+    from mcslabel.allocation import Allocator, open_store
+    from mcslabel.integrations.docker.daemon import positional_allocator
+
+    allocator = Allocator(open_store("memory://"))
+    assert positional_allocator((), allocator, "audit") is allocator
+    with pytest.warns(DeprecationWarning, match="keyword"):
+        assert positional_allocator((allocator,), None, "audit") is allocator

@@ -25,6 +25,7 @@ from mcslabel.integrations.docker import (
     container_label,
     remove,
     run,
+    volume_owner,
 )
 from tests.docker_env import IMAGE, TEST_LABEL
 
@@ -46,13 +47,13 @@ def _label(path: Path) -> str | None:
 
 @pytest.fixture
 def allocator(tmp_path: Path) -> Allocator:
-    return Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    return Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}", create=True))
 
 
 @pytest.mark.parametrize(
     ("spec", "expected"),
     [
-        ("/srv/a:/data", Volume("/srv/a", "/data", "Z", False)),
+        ("/srv/a:/data", Volume("/srv/a", "/data", "", False)),  # as docker: no relabel
         ("/srv/a:/data:Z", Volume("/srv/a", "/data", "Z", False)),
         ("/srv/a:/data:ro,z", Volume("/srv/a", "/data", "z", True)),
         ("/srv/a:/data:rw,noZ", Volume("/srv/a", "/data", "", False)),
@@ -118,7 +119,7 @@ def test_run_relabels_starts_and_remove_restores(
         ("/shared", "", True),
     }
     record = allocator.get(level)
-    assert record is not None and record.owners == (started.owner,)
+    assert record is not None and set(record.owners) == {volume_owner(private), started.owner}
 
     code, out = started.container.exec_run(["sh", "-c", "echo hi > /data/new && cat /data/old.txt"])
     assert (code, out) == (0, b"kept")
@@ -164,12 +165,15 @@ def test_remove_without_restore_keeps_labels(
     data = tmp_path / "data"
     data.mkdir()
     started = _run(
-        containers.client, allocator, tmp_path, containers.run_id, volumes=[f"{data}:/data"]
+        containers.client, allocator, tmp_path, containers.run_id, volumes=[f"{data}:/data:Z"]
     )
     containers.created.append(started.container)
     remove(containers.client, started.container, allocator=allocator, restore=False)
     assert _label(data) == f"system_u:object_r:container_file_t:{started.level}"
-    assert allocator.get(started.level) is None
+    # The data still carries the level: the volume holds it until restored or forgotten.
+    record = allocator.get(started.level)
+    assert record is not None and record.owners == (volume_owner(data),)
+    assert record.persistent
 
 
 def test_run_refused_volume_undoes_everything(
@@ -189,7 +193,7 @@ def test_run_refused_volume_undoes_everything(
             volumes=[f"{good}:/good:Z", "/etc:/host-etc:Z"],
         )
     assert _label(good) == before
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
     assert containers.client.containers.list(all=True, filters={"name": name}) == []
     assert list((tmp_path / "journals").glob("*.journal")) == []
 
@@ -209,7 +213,7 @@ def test_run_bad_image_undoes_everything(
             volumes=[f"{data}:/data"],
         )
     assert _label(data) == before
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
 
 
 def test_run_missing_volume_source_is_input_error(
@@ -223,7 +227,7 @@ def test_run_missing_volume_source_is_input_error(
             containers.run_id,
             volumes=[f"{tmp_path / 'absent'}:/data"],
         )
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
 
 
 def test_remove_refuses_foreign_container(containers: Containers, allocator: Allocator) -> None:
@@ -265,7 +269,7 @@ def test_run_unusable_journal_dir_undoes_everything(
             labels={TEST_LABEL: containers.run_id},
         )
     assert _label(data) == before
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
     assert containers.client.containers.list(all=True, filters=containers.filters) == []
 
 
@@ -312,7 +316,10 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
     assert _label(data) == f"system_u:object_r:container_file_t:{out['level']}"
     allocator = Allocator(open_store(store))
     record = allocator.get(out["level"])
-    assert record is not None and record.owners == (OWNER_PREFIX + out["id"],)
+    assert record is not None and set(record.owners) == {
+        volume_owner(data),
+        OWNER_PREFIX + out["id"],
+    }
     done = subprocess.run(
         [str(mcslabel), "docker", "rm", *common, name],
         capture_output=True, text=True, timeout=120, check=False,
@@ -321,11 +328,11 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
     assert _label(data) is None
     assert allocator.get(out["level"]) is None
     done = subprocess.run(
-        [str(mcslabel), "docker", "run", *common, "-v", "/etc:/x", IMAGE],
+        [str(mcslabel), "docker", "run", *common, "-v", "/etc:/x:Z", IMAGE],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 3 and "refusing to relabel" in done.stderr
-    assert list(allocator.list()) == []
+    assert list(allocator.allocations()) == []
 
 
 def test_undo_restores_every_journal_even_after_a_failure(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ def store_url(tmp_path: Path) -> str:
 
 @pytest.fixture
 def allocator(store_url: str) -> Allocator:
-    return Allocator(open_store(store_url), categories=CATEGORIES, exclude=())
+    return Allocator(open_store(store_url, create=True), categories=CATEGORIES, exclude=())
 
 
 def _cli(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
@@ -86,6 +86,11 @@ def _mine(entries: list[dict[str, str]], *containers: Any) -> set[tuple[str, str
     return {(e["level"], e["owner"]) for e in entries if e["owner"] in owners}
 
 
+def _only(containers: Containers) -> list[str]:
+    """sync --filter for this test's containers: others on the shared daemon stay out."""
+    return ["--filter", "label=" + containers.filters["label"]]
+
+
 ALL_PAIRS = {str(Level.pair(a, b)) for a in range(CATEGORIES) for b in range(a + 1, CATEGORIES)}
 
 
@@ -102,7 +107,16 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     assert kinds["dominating-level"] == {dom.id, base.id, dup.id}
     assert kinds["label-disabled"] == {off.id}
 
-    synced = _cli("docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), "--json")
+    synced = _cli(
+        "docker",
+        "sync",
+        "--store",
+        store_url,
+        "--categories",
+        str(CATEGORIES),
+        *_only(containers),
+        "--json",
+    )
     result = json.loads(synced.stdout)
     # The custom level goes first and blocks the pair it dominates: that pair is a conflict.
     assert _mine(result["reserved"], dom) == {("s0:c0.c2", OWNER_PREFIX + dom.id)}
@@ -116,7 +130,14 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     dom.remove(force=True)
     result = json.loads(
         _cli(
-            "docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), "--json"
+            "docker",
+            "sync",
+            "--store",
+            store_url,
+            "--categories",
+            str(CATEGORIES),
+            *_only(containers),
+            "--json",
         ).stdout
     )
     assert _mine(result["released"], dom) == {("s0:c0.c2", OWNER_PREFIX + dom.id)}
@@ -129,12 +150,21 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     _release_all(store_url, handed_out)
 
     base.remove(force=True)
-    _cli("docker", "sync", "--store", store_url, "--categories", str(CATEGORIES))
+    _cli(
+        "docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), *_only(containers)
+    )
     assert "s0:c0,c1" not in _allocate_all(store_url)  # dup still uses it
     dup.remove(force=True)
     result = json.loads(
         _cli(
-            "docker", "sync", "--store", store_url, "--categories", str(CATEGORIES), "--json"
+            "docker",
+            "sync",
+            "--store",
+            store_url,
+            "--categories",
+            str(CATEGORIES),
+            *_only(containers),
+            "--json",
         ).stdout
     )
     assert _mine(result["released"], dup) == {("s0:c0,c1", OWNER_PREFIX + dup.id)}
@@ -147,18 +177,18 @@ def test_sync_pod_shares_one_refcounted_allocation(
     pod = {"io.mcslabel.pod": "p-" + containers.run_id}
     a = containers.create(security_opt=["label=level:s0:c3,c4"], labels=pod)
     b = containers.create(security_opt=["label=level:s0:c3,c4"], labels=pod)
-    first = sync(allocator, containers.client)
+    first = sync(containers.client, allocator=allocator, filters=containers.filters)
     assert {(lv, o) for lv, o in first.reserved if o in _owners(a, b)} == {
         ("s0:c3,c4", OWNER_PREFIX + a.id),
         ("s0:c3,c4", OWNER_PREFIX + b.id),
     }
     record = allocator.get("s0:c3,c4")
     assert record is not None and record.shared and record.refcount == 2
-    again = sync(allocator, containers.client)
+    again = sync(containers.client, allocator=allocator, filters=containers.filters)
     assert {o for _, o in again.kept} >= _owners(a, b)
     assert not [r for r in again.reserved if r[1] in _owners(a, b)]
     a.remove(force=True)
-    sync(allocator, containers.client)
+    sync(containers.client, allocator=allocator, filters=containers.filters)
     record = allocator.get("s0:c3,c4")
     assert record is not None and record.owners == (OWNER_PREFIX + b.id,)
 
@@ -171,23 +201,25 @@ def test_sync_fences_a_custom_level_the_registry_refuses(
     containers: Containers, allocator: Allocator
 ) -> None:
     pair = containers.create(security_opt=["label=level:s0:c3,c4"])
-    sync(allocator, containers.client)
+    sync(containers.client, allocator=allocator, filters=containers.filters)
     # Created after the pair was registered: s0:c3.c5 dominates it and is refused...
     wide = containers.create(security_opt=["label=level:s0:c3,c4,c5"])
-    result = sync(allocator, containers.client)
-    assert not [c for c in result.conflicts if c[1] == OWNER_PREFIX + wide.id]
-    # ...so the pairs it could read are held for it instead (joining the shared one).
-    fence = {"s0:c3,c4", "s0:c3,c5", "s0:c4,c5"}
-    assert {lv for lv, o in result.fenced if o == OWNER_PREFIX + wide.id} == fence
-    held = {str(a.level) for a in allocator.list()}
-    assert fence <= held
+    result = sync(containers.client, allocator=allocator, filters=containers.filters)
+    assert [c[0] for c in result.conflicts if c[1] == OWNER_PREFIX + wide.id] == ["s0:c3.c5"]
+    # ...reported, and recorded in use, which blocks every level it could read, by rule.
+    assert {lv for lv, o in result.fenced if o == OWNER_PREFIX + wide.id} == {"s0:c3.c5"}
+    recorded = allocator.get("s0:c3,c4,c5", in_use=True)
+    assert recorded is not None and recorded.owners == (OWNER_PREFIX + wide.id,)
+    allocator.sync()
+    assert not any(allocator.is_free(p) for p in ("s0:c3,c4", "s0:c3,c5", "s0:c4,c5"))
     wide.remove(force=True)
-    result = sync(allocator, containers.client)
-    assert {lv for lv, o in result.released if o == OWNER_PREFIX + wide.id} == fence
+    result = sync(containers.client, allocator=allocator, filters=containers.filters)
+    assert {lv for lv, o in result.released if o == OWNER_PREFIX + wide.id} == {"s0:c3.c5"}
+    assert allocator.get("s0:c3,c4,c5", in_use=True) is None
     record = allocator.get("s0:c3,c4")
     assert record is not None and record.owners == (OWNER_PREFIX + pair.id,)
     pair.remove(force=True)
-    sync(allocator, containers.client)
+    sync(containers.client, allocator=allocator, filters=containers.filters)
     assert allocator.get("s0:c3,c4") is None
 
 
@@ -196,7 +228,7 @@ def test_sync_reports_a_level_held_by_another_owner(
 ) -> None:
     allocator.reserve("s0:c2,c5", "pid:1@elsewhere")  # not shared: podman's, say
     c = containers.create(security_opt=["label=level:s0:c2,c5"])
-    result = sync(allocator, containers.client)
+    result = sync(containers.client, allocator=allocator, filters=containers.filters)
     (conflict,) = [x for x in result.conflicts if x[1] == OWNER_PREFIX + c.id]
     assert conflict[0] == "s0:c2,c5" and "pid:1@elsewhere" in conflict[2]
     record = allocator.get("s0:c2,c5")
@@ -209,11 +241,11 @@ def test_audit_with_registry(containers: Containers, allocator: Allocator) -> No
     allocator.reserve("s0:c1,c3", "pid:1@elsewhere")
     foreign = containers.create(security_opt=["label=level:s0:c1,c3"])
     unregistered = containers.create(security_opt=["label=level:s0:c4,c5"])
-    report = audit(containers.client, allocator, filters=containers.filters)
+    report = audit(containers.client, allocator=allocator, filters=containers.filters)
     assert [f.containers for f in report.by_kind("level-held-elsewhere")] == [(foreign.id,)]
     assert [f.containers for f in report.by_kind("unregistered-level")] == [(unregistered.id,)]
-    sync(allocator, containers.client)
-    report = audit(containers.client, allocator, filters=containers.filters)
+    sync(containers.client, allocator=allocator, filters=containers.filters)
+    report = audit(containers.client, allocator=allocator, filters=containers.filters)
     assert report.by_kind("unregistered-level") == []
 
 
@@ -236,9 +268,13 @@ def test_sync_keeps_a_container_created_after_its_listing(
 ) -> None:
     c = containers.create(security_opt=["label=level:s0:c1,c4"])
     allocator.reserve("s0:c1,c4", OWNER_PREFIX + c.id, shared=True)
-    result = sync(allocator, _ListedBeforeCreate(containers.client))
+    result = sync(
+        _ListedBeforeCreate(containers.client), allocator=allocator, filters=containers.filters
+    )
     assert result.released == ()
     assert allocator.get("s0:c1,c4") is not None
     c.remove(force=True)
-    result = sync(allocator, _ListedBeforeCreate(containers.client))
+    result = sync(
+        _ListedBeforeCreate(containers.client), allocator=allocator, filters=containers.filters
+    )
     assert result.released == (("s0:c1,c4", OWNER_PREFIX + c.id),)

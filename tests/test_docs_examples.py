@@ -38,6 +38,7 @@ def test_orchestration_examples_run(
 ) -> None:
     store = f"sqlite:///{tmp_path / 'labels.db'}"
     monkeypatch.setenv("MCSLABEL_STORE", store)
+    open_store(store, create=True).close()  # the host's registry exists
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     script, sdk_example = _python_blocks("orchestration.md")
     namespace: dict[str, Any] = {}

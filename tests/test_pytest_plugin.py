@@ -107,7 +107,7 @@ def test_fresh_project_gets_fixtures_via_entry_point(
     result, store, log = _run_inner(pytester, tmp_path, policy_dir=Path("/etc/selinux"))
     result.assert_outcomes(passed=9)
     # Everything the fixtures took was given back: no allocation left, volumes restored.
-    assert list(Allocator(open_store(f"sqlite:///{store}")).list()) == []
+    assert list(Allocator(open_store(f"sqlite:///{store}")).allocations()) == []
     volumes = log.read_text().split()
     assert len(volumes) == 1
     with pytest.raises(OSError, match="No data available"):  # unlabeled before and after

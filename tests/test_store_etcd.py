@@ -209,11 +209,15 @@ def test_a_reply_cut_short_is_outcome_unknown_not_a_raw_requests_error() -> None
 
 def test_insert_outcomes_and_precedence(store: EtcdStore) -> None:
     gen = store.snapshot().generation
-    assert store.insert(record(1, 2, name="n"), generation=gen) is InsertOutcome.INSERTED
+    assert store.insert(record(1, 2, name="n"), generation=gen).outcome is InsertOutcome.INSERTED
     # the level key wins over the name, which wins over the generation
-    assert store.insert(record(1, 2, name="n"), generation=gen + 99) is InsertOutcome.KEY_HELD
-    assert store.insert(record(1, 3, name="n"), generation=gen + 99) is InsertOutcome.NAME_HELD
-    assert store.insert(record(1, 3), generation=gen + 99) is InsertOutcome.GENERATION_MOVED
+    assert (
+        store.insert(record(1, 2, name="n"), generation=gen + 99).outcome is InsertOutcome.KEY_HELD
+    )
+    assert (
+        store.insert(record(1, 3, name="n"), generation=gen + 99).outcome is InsertOutcome.NAME_HELD
+    )
+    assert store.insert(record(1, 3), generation=gen + 99).outcome is InsertOutcome.GENERATION_MOVED
     assert store.get(Level.pair(1, 3)) is None
     held = store.get(Level.pair(1, 2))
     assert held is not None and held.name == "n" and held.revision > 0
@@ -226,8 +230,8 @@ def test_unconfirmed_insert_is_withdrawn_only_if_it_is_ours(store: EtcdStore) ->
     gen = store.snapshot().generation
     ours, theirs = record(1, 2, name="late"), record(3, 4, owner="other-host")
     sent = store._value(ours)  # each write carries a unique id: keep the one sent
-    assert store._insert(ours, sent, gen) is InsertOutcome.INSERTED
-    assert store.insert(theirs, generation=gen) is InsertOutcome.INSERTED
+    assert store._insert(ours, sent, gen).outcome is InsertOutcome.INSERTED
+    assert store.insert(theirs, generation=gen).outcome is InsertOutcome.INSERTED
     store._unconfirmed.append((ours, sent))
     # A level someone else holds is never withdrawn: the value sent differs.
     store._unconfirmed.append((theirs, store._value(record(3, 4, owner="me"))))
@@ -236,7 +240,7 @@ def test_unconfirmed_insert_is_withdrawn_only_if_it_is_ours(store: EtcdStore) ->
     assert store.get(Level.pair(1, 2)) is None
     assert not store._unconfirmed
     # the name is free again too
-    assert store.insert(record(5, 6, name="late"), generation=gen) is InsertOutcome.INSERTED
+    assert store.insert(record(5, 6, name="late"), generation=gen).outcome is InsertOutcome.INSERTED
 
 
 def test_changes_report_puts_and_deletes(store: EtcdStore) -> None:
@@ -271,14 +275,14 @@ def test_replace_and_delete_are_compare_and_swap(store: EtcdStore) -> None:
     # renaming onto another level's name is refused; a free name is taken over
     assert not store.replace(latest, attrs.evolve(latest, name="b"))
     assert store.replace(latest, attrs.evolve(latest, name="c"))
-    assert store.insert(record(5, 6, name="a"), generation=0) is InsertOutcome.INSERTED
+    assert store.insert(record(5, 6, name="a"), generation=0).outcome is InsertOutcome.INSERTED
     with pytest.raises(InvalidInput):
         store.replace(latest, attrs.evolve(latest, level=Level.pair(7, 8)))
     assert not store.delete(latest), "stale revision must not delete"
     newest = store.get(Level.pair(1, 2))
     assert newest is not None and store.delete(newest)
     assert store.get(Level.pair(1, 2)) is None
-    assert store.insert(record(9, 10, name="c"), generation=0) is InsertOutcome.INSERTED
+    assert store.insert(record(9, 10, name="c"), generation=0).outcome is InsertOutcome.INSERTED
 
 
 def test_insert_custom_checks_everything_and_moves_generation(store: EtcdStore) -> None:
@@ -296,14 +300,14 @@ def test_insert_custom_checks_everything_and_moves_generation(store: EtcdStore) 
     assert seen == [["s0:c1,c2"]]
     # refused on what was already held: nothing written, not even the lock
     assert store.snapshot().revision == before.revision
-    assert store.insert_custom(custom, lambda held: None) is InsertOutcome.INSERTED
+    assert store.insert_custom(custom, lambda held: None).outcome is InsertOutcome.INSERTED
     after = store.snapshot()
     assert after.generation > before.generation
-    assert store.insert(record(5, 6), generation=before.generation) is (
+    assert store.insert(record(5, 6), generation=before.generation).outcome is (
         InsertOutcome.GENERATION_MOVED
     )
-    assert store.insert(record(5, 6), generation=after.generation) is InsertOutcome.INSERTED
-    assert store.insert_custom(custom, lambda held: None) is InsertOutcome.KEY_HELD
+    assert store.insert(record(5, 6), generation=after.generation).outcome is InsertOutcome.INSERTED
+    assert store.insert_custom(custom, lambda held: None).outcome is InsertOutcome.KEY_HELD
 
 
 def test_insert_custom_rechecks_what_appeared_before_the_lock(
@@ -316,7 +320,7 @@ def test_insert_custom_rechecks_what_appeared_before_the_lock(
     def check(held: Iterable[Allocation]) -> None:
         checks.append(sorted(str(a.level) for a in held))
         if len(checks) == 1:  # between the two reads, another host takes s0:c3,c4
-            assert other_host.insert(record(3, 4), generation=0) is InsertOutcome.INSERTED
+            assert other_host.insert(record(3, 4), generation=0).outcome is InsertOutcome.INSERTED
         elif "s0:c3,c4" in checks[-1]:
             raise DominanceConflict("s0:c3 is dominated by s0:c3,c4")
 
@@ -327,7 +331,7 @@ def test_insert_custom_rechecks_what_appeared_before_the_lock(
     assert store.get(custom.level) is None
     # the lock was released: a pair insert at the current generation goes through
     generation = store.snapshot().generation
-    assert store.insert(record(5, 6), generation=generation) is InsertOutcome.INSERTED
+    assert store.insert(record(5, 6), generation=generation).outcome is InsertOutcome.INSERTED
     other_host.close()
 
 
@@ -368,7 +372,7 @@ def test_same_observable_behaviour_as_memory_store(
                 current = s.get(level)
                 if op == "insert":
                     new = record(pair, pair + 1, name=name, shared=True)
-                    results_.append(s.insert(new, generation=s.snapshot().generation))
+                    results_.append(s.insert(new, generation=s.snapshot().generation).outcome)
                 elif current is None:
                     results_.append(None)
                 elif op == "delete":
@@ -563,7 +567,7 @@ def test_processes_of_one_host_share_one_lease(etcd_cluster: EtcdCluster, etcd_p
         raw_client(etcd_cluster).post(
             raw_client(etcd_cluster).get_url("/kv/lease/revoke"), json={"ID": first.host_lease()}
         )
-        assert second.insert(record(1, 2), generation=0) is InsertOutcome.INSERTED
+        assert second.insert(record(1, 2), generation=0).outcome is InsertOutcome.INSERTED
         assert second.host_lease() != first._lease
     finally:
         first.close()

@@ -23,6 +23,7 @@ from mcslabel.errors import (
     MCSLabelError,
     StoreCorrupt,
     StoreError,
+    StoreNotFound,
     StoreUnavailable,
 )
 from mcslabel.level import Level
@@ -65,7 +66,7 @@ while True:
     if n == 20:
         print("allocating", flush=True)
     if n % 50 == 0:
-        alloc.release(next(alloc.owned_by(sys.argv[2])).level)
+        alloc.release(alloc.owned_by(sys.argv[2])[0].level)
 """
 
 
@@ -283,7 +284,7 @@ def test_read_only_database_file_gives_a_store_error(tmp_path: Path) -> None:
     assert "mcslabel.errors.StoreError" in ro.stderr
     assert "read-only mount" in ro.stderr
     # The refused write lost nothing and added nothing.
-    assert [a.key for a in Allocator(SQLiteStore(path)).list()] == [first.key]
+    assert [a.key for a in Allocator(SQLiteStore(path)).allocations()] == [first.key]
 
 
 def test_default_path_for_root_and_users(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -310,11 +311,14 @@ def test_wal_and_durability_settings(tmp_path: Path) -> None:
 
 def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
-    store = open_store(f"sqlite://{tmp_path}/a.db")
+    with pytest.raises(StoreNotFound, match="create"):
+        open_store(f"sqlite://{tmp_path}/a.db")  # an explicit path is never created silently
+    assert not (tmp_path / "a.db").exists()
+    store = open_store(f"sqlite://{tmp_path}/a.db", create=True)
     assert isinstance(store, SQLiteStore) and store.path == tmp_path / "a.db"
     assert isinstance(store, Store)
     assert store.url == f"sqlite://{tmp_path}/a.db"
-    normal = open_store(f"sqlite://{tmp_path}/b.db?synchronous=normal")
+    normal = open_store(f"sqlite://{tmp_path}/b.db?synchronous=normal", create=True)
     assert isinstance(normal, SQLiteStore) and normal.synchronous == "normal"
     for bad in (
         "postgres://x",
@@ -334,7 +338,7 @@ def test_open_store_urls(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 
 def test_store_url_reopens_the_same_data(tmp_path: Path) -> None:
-    first = open_store(f"sqlite://{tmp_path}/x.db")
+    first = open_store(f"sqlite://{tmp_path}/x.db", create=True)
     rec = Allocator(first).allocate("o")
     second = open_store(first.url)
     got = second.get(rec.level)

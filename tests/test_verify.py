@@ -203,7 +203,7 @@ def test_held_levels_from_a_real_memory_store() -> None:
     assert held_levels(store) == ()
     held = stores.Allocation(level=Level.pair(3, 4), owners=("test:verify",), created=1.0)
     generation = store.snapshot().generation
-    assert store.insert(held, generation=generation) is stores.InsertOutcome.INSERTED
+    assert store.insert(held, generation=generation).outcome is stores.InsertOutcome.INSERTED
     assert held_levels(store) == (Level.pair(3, 4),)
 
 

@@ -33,6 +33,7 @@ from mcslabel.errors import (
     SELinuxUnavailable,
     SpaceExhausted,
     StoreError,
+    StoreNotFound,
     StoreUnavailable,
     UnknownAllocation,
 )
@@ -122,6 +123,7 @@ __all__ = [
     "SpaceExhausted",
     "Store",
     "StoreError",
+    "StoreNotFound",
     "StoreUnavailable",
     "UnknownAllocation",
     "__version__",

@@ -105,6 +105,13 @@ class StoreCorrupt(StoreError):
     """The store's data is damaged; nothing was overwritten or reset."""
 
 
+class StoreNotFound(StoreError, InvalidInput):
+    """No store exists at the given place, and creating one was not asked for.
+
+    Also an :class:`InvalidInput` (exit 2): most often a mistyped ``--store``.
+    """
+
+
 # --- relabel ----------------------------------------------------------------
 
 
@@ -171,6 +178,7 @@ __all__ = [
     "SpaceExhausted",
     "StoreCorrupt",
     "StoreError",
+    "StoreNotFound",
     "StoreOutcomeUnknown",
     "StoreUnavailable",
     "TranslationError",

@@ -47,15 +47,18 @@ def add_categories_flag(parser: argparse.ArgumentParser) -> None:
 
 
 @contextlib.contextmanager
-def open_allocator(url: str | None, categories: int) -> Iterator[Allocator]:
+def open_allocator(
+    url: str | None, categories: int, *, create: bool | None = True, read_only: bool = False
+) -> Iterator[Allocator]:
     """An allocator over the store at ``url``, closed on exit.
 
     Closing matters: an etcd store ends its host lease and watch threads.
+    ``create``/``read_only`` as in :func:`mcslabel.allocation.stores.open_store`.
     """
     from mcslabel.allocation.allocator import Allocator
     from mcslabel.allocation.stores import open_store
 
-    store = open_store(url)
+    store = open_store(url, create=create, read_only=read_only)
     try:
         yield Allocator(store, categories=categories)
     finally:

@@ -13,13 +13,54 @@ from mcslabel.cli._common import (
     add_categories_flag,
     add_json_flag,
     add_store_flag,
-    open_allocator,
     print_json,
     print_table,
 )
 
 if TYPE_CHECKING:
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.discovery import GcEvent
     from mcslabel.allocation.stores.base import Allocation
+
+
+def _open(args: argparse.Namespace, *, read_only: bool = False) -> Allocator:
+    """The allocator over ``--store``; a context manager that closes the store.
+
+    Reading commands open the store read-only and never create it; writing
+    commands create the default store on first use, and a store at an
+    explicit path only with ``--create-store``.
+    """
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.stores import open_store
+
+    create = True if getattr(args, "create_store", False) else None
+    store = open_store(args.store, create=None if read_only else create, read_only=read_only)
+    try:
+        return Allocator(store, categories=args.categories)
+    except BaseException:
+        store.close()
+        raise
+
+
+def _open_to_read(args: argparse.Namespace) -> Allocator | None:
+    """The allocator opened read-only; None when the default store was never created."""
+    from mcslabel.allocation.stores import store_url
+    from mcslabel.errors import StoreNotFound
+
+    try:
+        return _open(args, read_only=True)
+    except StoreNotFound:
+        if store_url(args.store) == "sqlite:///":
+            return None  # nothing was ever allocated on this host
+        raise
+
+
+def _read_all(args: argparse.Namespace) -> list[Allocation]:
+    allocator = _open_to_read(args)
+    if allocator is None:
+        return []
+    with allocator:
+        return allocator.owned_by(args.owner) if args.owner else allocator.allocations()
 
 
 def _default_owner() -> str:
@@ -30,8 +71,15 @@ def _default_owner() -> str:
     return f"user:{user}@{socket.gethostname()}"
 
 
-def _add_common(parser: argparse.ArgumentParser) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
     add_store_flag(parser)
+    if writes:
+        parser.add_argument(
+            "--create-store",
+            action="store_true",
+            help="create the store at --store if it does not exist yet"
+            " (the default host store is always created on first use)",
+        )
     add_json_flag(parser)
     add_categories_flag(parser)
 
@@ -48,13 +96,13 @@ def _when(timestamp: float | None) -> str:
 
 def _show(record: Allocation | None, args: argparse.Namespace) -> None:
     if args.json:
-        print_json(None if record is None else record.to_json())
+        print_json(None if record is None else record.to_dict())
     elif record is not None:
         print(record.level)
 
 
 def _allocate(args: argparse.Namespace) -> int:
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         record = allocator.allocate(
             args.owner or _default_owner(),
             name=args.name,
@@ -67,7 +115,7 @@ def _allocate(args: argparse.Namespace) -> int:
 
 
 def _reserve(args: argparse.Namespace) -> int:
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         record = allocator.reserve(
             args.level,
             args.owner or _default_owner(),
@@ -80,14 +128,14 @@ def _reserve(args: argparse.Namespace) -> int:
 
 
 def _release(args: argparse.Namespace) -> int:
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         remaining = allocator.release(args.level, args.owner)
     if args.json:
         print_json(
             {
                 "level": args.level,
                 "freed": remaining is None,
-                "remaining": None if remaining is None else remaining.to_json(),
+                "remaining": None if remaining is None else remaining.to_dict(),
             }
         )
     elif remaining is None:
@@ -98,20 +146,19 @@ def _release(args: argparse.Namespace) -> int:
 
 
 def _renew(args: argparse.Namespace) -> int:
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         record = allocator.renew(args.level, args.ttl)
     if args.json:
-        print_json(record.to_json())
+        print_json(record.to_dict())
     else:
         print(f"{record.level} expires {_when(record.expires)}")
     return EXIT_OK
 
 
 def _list(args: argparse.Namespace) -> int:
-    with open_allocator(args.store, args.categories) as allocator:
-        records = list(allocator.owned_by(args.owner) if args.owner else allocator.list())
+    records = _read_all(args)
     if args.json:
-        print_json([r.to_json() for r in records])
+        print_json([r.to_dict() for r in records])
         return EXIT_OK
     print_table(
         ("level", "owners", "name", "expires", "host"),
@@ -124,15 +171,17 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    with open_allocator(args.store, args.categories) as allocator:
-        events = allocator.gc()
+    if args.dry_run:
+        reader = _open_to_read(args)
+        events: list[GcEvent] = []
+        if reader is not None:
+            with reader:
+                events = reader.gc(dry_run=True)
+    else:
+        with _open(args) as allocator:
+            events = allocator.gc()
     if args.json:
-        print_json(
-            [
-                {"level": str(e.level), "owner": e.owner, "reason": e.reason, "freed": e.freed}
-                for e in events
-            ]
-        )
+        print_json([e.to_dict() for e in events])
         return EXIT_OK
     for e in events:
         who = "" if e.owner is None else f" owner {e.owner}"
@@ -177,10 +226,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     p = subparsers.add_parser("list", help="list allocations")
     p.add_argument("--owner", metavar="O", help="only this owner's allocations")
-    _add_common(p)
+    _add_common(p, writes=False)
     p.set_defaults(handler=_list)
 
     p = subparsers.add_parser("gc", help="free expired leases and dead processes' levels")
+    p.add_argument(
+        "--dry-run", action="store_true", help="only report what would be freed (reads only)"
+    )
     _add_common(p)
     p.set_defaults(handler=_gc)
 

@@ -33,6 +33,31 @@ def _add_host_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_filter_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--filter",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="docker ps filter, e.g. label=app=web (repeatable)",
+    )
+
+
+def _add_journal_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        default=None,
+        help="where relabel journals are kept (default: /var/lib/mcslabel/journals as root)",
+    )
+
+
+def _short(owner: str) -> str:
+    """``docker:<64 hex>`` as ``docker:<12 hex>``, like docker's own tables."""
+    prefix, sep, rest = owner.partition(":")
+    return f"{prefix}:{rest[:12]}" if sep and prefix == "docker" else owner
+
+
 def register(subparsers: Any) -> None:
     parser: argparse.ArgumentParser = subparsers.add_parser(
         "docker",
@@ -51,12 +76,17 @@ def register(subparsers: Any) -> None:
         "sync",
         help="reserve the levels containers use; release those of removed containers",
         description="Reserve every container's level in the registry under owner docker:<id>"
-        " (containers of one pod share one allocation) and release the allocations of"
-        " containers that no longer exist. Conflicts are reported; exit 1 when there are any.",
+        " (containers of one pod share one allocation; a container labeled"
+        " io.mcslabel.owner=OWNER joins OWNER's allocation) and release the allocations of"
+        " containers that no longer exist; their privately relabeled volumes keep the level"
+        " held and are reported as orphaned. Conflicts and unreadable levels are reported;"
+        " exit 1 when there are any.",
     )
     _add_host_flag(sync)
     add_store_flag(sync)
     add_categories_flag(sync)
+    _add_filter_flag(sync)
+    _add_journal_dir_flag(sync)
     add_json_flag(sync)
     sync.set_defaults(handler=_sync)
 
@@ -70,13 +100,7 @@ def register(subparsers: Any) -> None:
     _add_host_flag(audit)
     add_store_flag(audit)
     add_categories_flag(audit)
-    audit.add_argument(
-        "--filter",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="docker ps filter, e.g. label=app=web (repeatable)",
-    )
+    _add_filter_flag(audit)
     add_json_flag(audit)
     audit.set_defaults(handler=_audit)
     _register_run(sub)
@@ -86,10 +110,11 @@ def _register_run(sub: Any) -> None:
     run = sub.add_parser(
         "run",
         help="start a container at a fresh level with its volumes relabeled",
-        description="Allocate a level, relabel each -v volume (Z: private at the level,"
-        " z: shared at s0; journaled), create and start the container with"
-        " label=level:<level>, and hand the allocation to owner docker:<id>."
-        " Undo it all with `mcslabel docker rm`.",
+        description="Allocate a level, relabel each -v volume given Z (private at the level)"
+        " or z (shared at s0), journaled, create and start the container with"
+        " label=level:<level>, and hand the allocation to owner docker:<id>. A volume without"
+        " Z/z is not relabeled. A Z volume keeps the level held (owner volume:<path>) until it"
+        " is restored. Undo it all with `mcslabel docker rm`.",
     )
     _add_host_flag(run)
     add_store_flag(run)
@@ -100,15 +125,19 @@ def _register_run(sub: Any) -> None:
         metavar="SRC:DST[:OPTS]",
         action="append",
         default=[],
-        help="bind volume; OPTS: ro|rw and Z (default)|z|noZ (repeatable)",
+        help="bind volume; OPTS: ro|rw and Z (private relabel) or z (shared relabel);"
+        " without Z/z the labels are left alone, as docker does (repeatable)",
+    )
+    run.add_argument(
+        "--join",
+        action="store_true",
+        help="a :Z volume that already holds a private level: run at that level (default: refuse)",
     )
     run.add_argument("--name", default=None, help="container name")
     run.add_argument(
         "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
     )
-    run.add_argument(
-        "--journal-dir", metavar="DIR", default=None, help="where relabel journals are kept"
-    )
+    _add_journal_dir_flag(run)
     add_json_flag(run)
     run.add_argument("image", metavar="IMAGE")
     run.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER)
@@ -127,6 +156,24 @@ def _register_run(sub: Any) -> None:
     rm.add_argument("--keep-labels", action="store_true", help="do not restore old labels")
     add_json_flag(rm)
     rm.set_defaults(handler=_rm)
+
+    volumes = sub.add_parser(
+        "volumes",
+        help="list, restore or forget volumes that hold a private level",
+        description="List the volumes privately relabeled by `mcslabel docker run` (held in the"
+        " registry by owner volume:<path>, or described by a journal) with their level and the"
+        " containers using them. `restore PATH` puts back the old labels and releases the"
+        " level; `forget PATH` drops the journals and releases the level, keeping the labels."
+        " Neither touches a volume a live container uses.",
+    )
+    volumes.add_argument("action", nargs="?", choices=["list", "restore", "forget"], default="list")
+    volumes.add_argument("path", metavar="PATH", nargs="?", help="the volume (restore, forget)")
+    _add_host_flag(volumes)
+    add_store_flag(volumes)
+    add_categories_flag(volumes)
+    _add_journal_dir_flag(volumes)
+    add_json_flag(volumes)
+    volumes.set_defaults(handler=_volumes)
 
 
 def _client(args: argparse.Namespace) -> Any:
@@ -148,22 +195,29 @@ def _filters(items: list[str]) -> dict[str, list[str]]:
 def _sync(args: argparse.Namespace) -> int:
     from mcslabel.integrations.docker import sync
 
+    filters = _filters(args.filter)
     client = _client(args)
     with open_allocator(args.store, args.categories) as allocator:
-        result = sync(allocator, client)
+        result = sync(client, allocator=allocator, filters=filters, journal_dir=args.journal_dir)
     if args.json:
         print_json(result.to_dict())
     else:
-        rows = [("reserved", lv, o) for lv, o in result.reserved]
-        rows += [("kept", lv, o) for lv, o in result.kept]
-        rows += [("released", lv, o) for lv, o in result.released]
-        rows += [("fenced", lv, o) for lv, o in result.fenced]
-        rows += [("conflict", lv, f"{o}: {r}") for lv, o, r in result.conflicts]
+        rows = [("reserved", lv, _short(o)) for lv, o in result.reserved]
+        rows += [("kept", lv, _short(o)) for lv, o in result.kept]
+        rows += [("adopted", lv, f"{_short(o)} with {b}") for lv, o, b in result.adopted]
+        rows += [("released", lv, _short(o)) for lv, o in result.released]
+        rows += [("fenced", lv, _short(o)) for lv, o in result.fenced]
+        rows += [("conflict", lv, f"{_short(o)}: {r}") for lv, o, r in result.conflicts]
+        rows += [("unreadable", lv, f"docker:{i[:12]}: {r}") for i, lv, r in result.unreadable]
+        rows += [
+            ("orphaned", lv or "?", f"volume {p} (mcslabel docker volumes restore|forget)")
+            for p, lv, _ in result.orphaned
+        ]
         if rows:
             print_table(["action", "level", "owner"], rows)
         else:
             print("nothing to do: no container has a level and the registry holds none")
-    return EXIT_CHECK_FAILED if result.conflicts else EXIT_OK
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -176,7 +230,7 @@ def _audit(args: argparse.Namespace) -> int:
         allocator = (
             stack.enter_context(open_allocator(store_url, args.categories)) if store_url else None
         )
-        report = audit(client, allocator, filters=filters)
+        report = audit(client, allocator=allocator, filters=filters)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -210,10 +264,12 @@ def _run(args: argparse.Namespace) -> int:
             name=args.name,
             labels=labels,
             journal_dir=args.journal_dir,
+            join=args.join,
         )
     if args.json:
         print_json(
             {
+                "ok": True,
                 "id": started.id,
                 "level": str(started.level),
                 "owner": started.owner,
@@ -230,11 +286,51 @@ def _rm(args: argparse.Namespace) -> int:
 
     client = _client(args)
     with open_allocator(args.store, args.categories) as allocator:
-        remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
+        removal = remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
-        print_json({"removed": args.container, "restored": not args.keep_labels})
+        print_json({"ok": True, **removal.to_dict()})
     else:
-        print(f"removed {args.container}")
+        print(f"removed {removal.id[:12]} ({removal.name}) at {removal.level}")
+        for path in removal.held_volumes:
+            print(f"volume {path} keeps {removal.level} held (mcslabel docker volumes)")
+    return EXIT_OK
+
+
+def _volumes(args: argparse.Namespace) -> int:
+    from mcslabel.integrations.docker import forget_volume, restore_volume, volume_report
+
+    if (args.action == "list") != (args.path is None):
+        raise InvalidInput("usage: mcslabel docker volumes [list | restore PATH | forget PATH]")
+    client = _client(args)
+    with open_allocator(args.store, args.categories) as allocator:
+        found = volume_report(client, allocator, journal_dir=args.journal_dir)
+        if args.action != "list":
+            settle = restore_volume if args.action == "restore" else forget_volume
+            done = settle(found, args.path, allocator=allocator)
+            if args.json:
+                print_json({"ok": True, "action": args.action, "volume": done.to_dict()})
+            else:
+                verb = "restored" if args.action == "restore" else "forgot"
+                print(f"{verb} {done.path}: {done.level} released")
+            return EXIT_OK
+    if args.json:
+        print_json({"ok": True, "volumes": [v.to_dict() for v in found]})
+    elif found:
+        print_table(
+            ["path", "level", "held", "containers", "journals"],
+            [
+                (
+                    v.path,
+                    v.level or "?",
+                    "yes" if v.held else "no",
+                    ",".join(c[:12] for c in v.containers) or "(orphaned)",
+                    len(v.journals),
+                )
+                for v in found
+            ],
+        )
+    else:
+        print("no volume holds a private level")
     return EXIT_OK
 
 

@@ -112,7 +112,7 @@ def _open_store(url: str) -> Any:
     except ImportError as exc:
         print(f"mcslabel: error: --store is not available in this build: {exc}", file=sys.stderr)
         return None
-    return open_store(url)
+    return open_store(url, read_only=True)  # reading only: never creates a store
 
 
 def _verify(args: argparse.Namespace) -> int:

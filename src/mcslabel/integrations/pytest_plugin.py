@@ -109,7 +109,7 @@ def mcs_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]
     from mcslabel.allocation.stores import open_store
 
     url = _option(request.config, "mcs_store") or f"sqlite:///{tmp_path / 'labels.db'}"
-    store = open_store(url)
+    store = open_store(url, create=True)  # a test run's own registry
     try:
         yield store
     finally:

@@ -46,8 +46,22 @@ def store_url(url: str | None = None) -> str:
     return os.environ.get(STORE_ENV) or "sqlite:///"
 
 
-def open_store(url: str | None = None) -> Store:
-    """Open the store named by ``url`` (see the module docs); InvalidInput for an unknown one."""
+def open_store(
+    url: str | None = None, *, create: bool | None = None, read_only: bool = False
+) -> Store:
+    """Open the store named by ``url`` (see the module docs).
+
+    ``create``: whether a SQLite store that does not exist yet may be created.
+    ``None`` (the default) creates only the default host store (``sqlite:///``,
+    no URL and no ``$MCSLABEL_STORE``); a missing file at an explicit path
+    raises :class:`~mcslabel.errors.StoreNotFound`, so a mistyped path never
+    becomes a new, empty registry. ``read_only``: open for reading only
+    (never creates; works on read-only files and mounts); writes then raise
+    :class:`~mcslabel.errors.StoreError`. Any bad URL raises
+    :class:`~mcslabel.errors.InvalidInput`.
+    """
+    if create is not None and not isinstance(create, bool):
+        raise InvalidInput(f"create must be True, False or None, not {_q(create)}")
     chosen = store_url(url)
     if not isinstance(chosen, str):
         raise InvalidInput(f"store URL must be a string, not {type(chosen).__name__}")
@@ -68,7 +82,10 @@ def open_store(url: str | None = None) -> Store:
         if exc.name != module_name:
             raise
         raise StoreError(f"the {scheme}:// store is not available in this build") from None
-    store: Store = getattr(module, class_name).from_url(chosen)
+    if scheme == "sqlite":
+        store: Store = module.SQLiteStore.from_url(chosen, create=create, read_only=read_only)
+    else:
+        store = getattr(module, class_name).from_url(chosen)
     return store
 
 

@@ -47,9 +47,9 @@ from __future__ import annotations
 import enum
 import math
 import re
-import types
+import warnings
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import attrs
 
@@ -137,8 +137,23 @@ def level_key(level: Level) -> str:
 _new = object.__new__
 _set_attr = object.__setattr__
 
+#: Store-key prefix of the records of levels observed in use (:attr:`Allocation.in_use`).
+IN_USE_PREFIX = "in-use/"
+
+
+def record_key(level: Level, *, in_use: bool = False) -> str:
+    """The store key of the record of ``level``: in-use records live beside allocations."""
+    return IN_USE_PREFIX + level_key(level) if in_use else level_key(level)
+
+
+def _is_time(value: object) -> bool:
+    if type(value) is float:
+        return math.isfinite(value)
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+
 
 def _to_owners(value: Iterable[str]) -> tuple[str, ...]:
+    """Normalise owners to a sorted tuple without duplicates (not a validation)."""
     if type(value) is tuple and len(value) == 1:
         return value  # the common case: one owner, already a tuple
     if isinstance(value, str):
@@ -146,90 +161,72 @@ def _to_owners(value: Iterable[str]) -> tuple[str, ...]:
     return tuple(sorted(set(value)))
 
 
-def _validate_owners(
-    instance: Allocation, attribute: attrs.Attribute[tuple[str, ...]], value: tuple[str, ...]
-) -> None:
-    if not value:
-        raise InvalidInput(f"allocation of {instance.level} has no owner")
-    if len(value) > MAX_OWNERS:
-        raise InvalidInput(f"allocation of {instance.level} has more than {MAX_OWNERS} owners")
-    if len(value) > 1 and not instance.shared:
-        raise InvalidInput(f"allocation of {instance.level} is not shared but has several owners")
-    for owner in value:
+def _checked_owners(value: object, level: Level) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise InvalidInput(f"owners must be a collection of strings, not {_q(value)}")
+    owners = tuple(sorted(set(value)))
+    if not owners:
+        raise InvalidInput(f"allocation of {level} has no owner")
+    if len(owners) > MAX_OWNERS:
+        raise InvalidInput(f"allocation of {level} has more than {MAX_OWNERS} owners")
+    for owner in owners:
         check_owner(owner)
-
-
-def _validate_level(instance: Allocation, attribute: attrs.Attribute[Level], value: Level) -> None:
-    if not isinstance(value, Level):
-        raise InvalidInput(f"allocation level must be a Level, not {type(value).__name__}")
-    if not value.categories:
-        raise InvalidInput(f"level {value} has no categories and cannot be allocated")
-
-
-def _validate_time(instance: Allocation, attribute: attrs.Attribute[Any], value: object) -> None:
-    if value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidInput(f"{attribute.name} must be a finite number of seconds, got {_q(value)}")
-
-
-def _validate_name(
-    instance: Allocation, attribute: attrs.Attribute[str | None], value: str | None
-) -> None:
-    if value is not None:
-        check_name(value)
-
-
-def _validate_persistent(
-    instance: Allocation, attribute: attrs.Attribute[bool], value: bool
-) -> None:
-    if value and instance.expires is not None:
-        raise InvalidInput(f"allocation of {instance.level} is persistent and cannot carry a lease")
+    return owners
 
 
 @attrs.frozen
 class Allocation:
     """One held level, as a store records it.
 
+    Build one with :meth:`create` (or :meth:`from_dict` for stored data): both
+    validate every field. The plain constructor does not validate; it is for
+    code that builds records from values it has checked already (the
+    allocator's hot path, :meth:`with_revision`).
+
     ``owners`` is the reference count: every owner (``docker:<id>``,
-    ``pid:<n>@<host>``, ``k8s-pod:<uid>``...) that shares the level on
-    purpose; the level is freed when the last owner releases it. Only a
-    ``shared`` allocation may have more than one owner.
+    ``pid:<n>@<host>``, ``k8s-pod:<uid>``...) holding the level; the level is
+    freed when the last owner releases it. ``shared`` says whether further
+    owners may *join* through ``allocate``/``reserve``; an explicit
+    :meth:`~mcslabel.Allocator.add_owner` adds one whatever it says.
 
     ``revision`` is the store's modification revision of the record
     (0 for a record not yet stored). It is what :meth:`Store.replace` and
     :meth:`Store.delete` compare against and is excluded from equality.
     """
 
-    level: Level = attrs.field(validator=_validate_level)
-    owners: tuple[str, ...] = attrs.field(converter=_to_owners, validator=_validate_owners)
+    level: Level
+    owners: tuple[str, ...] = attrs.field(converter=_to_owners)
     #: Unix time the level was first allocated.
-    created: float = attrs.field(validator=_validate_time)
+    created: float
     #: Unix time after which :meth:`~mcslabel.Allocator.gc` frees it; None = no lease.
-    expires: float | None = attrs.field(default=None, validator=_validate_time)
+    expires: float | None = None
     #: Deterministic-allocation name (unique across the store), or None.
-    name: str | None = attrs.field(default=None, validator=_validate_name)
+    name: str | None = None
     #: Whether further owners may join (pods, named allocations).
     shared: bool = False
     #: Host name of the allocator that created the record.
     host: str = ""
-    #: True for a reserved level that is not an ``s0`` category pair.
+    #: True for a level that is not an ``s0`` category pair.
     custom: bool = False
     #: True for labels of persistent data (volumes): never lease-bound, never expired by gc.
-    persistent: bool = attrs.field(default=False, validator=_validate_persistent)
+    persistent: bool = False
+    #: True for a level observed in use (:meth:`~mcslabel.Allocator.record_in_use`): it
+    #: blocks every comparable level but was never granted; stored beside allocations.
+    in_use: bool = False
     #: Store modification revision; 0 before the record is stored.
     revision: int = attrs.field(default=0, eq=False)
-    #: The store key: the level's canonical text (derived, computed once).
+    #: The store key (:func:`record_key`; derived, computed once).
     key: str = attrs.field(init=False, eq=False, repr=False)
 
     def __attrs_post_init__(self) -> None:
-        object.__setattr__(self, "key", level_key(self.level))
+        key = level_key(self.level)
+        _set_attr(self, "key", IN_USE_PREFIX + key if self.in_use else key)
 
     @classmethod
-    def trusted(
+    def create(
         cls,
         level: Level,
-        owners: tuple[str, ...],
+        owners: Iterable[str],
         created: float,
         *,
         expires: float | None = None,
@@ -238,47 +235,47 @@ class Allocation:
         host: str = "",
         custom: bool = False,
         persistent: bool = False,
+        in_use: bool = False,
         revision: int = 0,
-        key: str | None = None,
     ) -> Allocation:
-        """A record built from values the caller has already validated.
-
-        The allocation hot path: the allocator checks owner, name, ttl and
-        level once at its public API edge, so running the validators again
-        per record would only cost time. ``key`` defaults to
-        :func:`level_key`; a caller that already has it passes it. Anything
-        that comes from outside (a stored record, user input) goes through
-        the validating constructor or :meth:`from_json` instead.
-        """
-        record = _new(cls)
-        _set_level(record, level)
-        _set_owners(record, owners)
-        _set_created(record, created)
-        _set_expires(record, expires)
-        _set_name(record, name)
-        _set_shared(record, shared)
-        _set_host(record, host)
-        _set_custom(record, custom)
-        _set_persistent(record, persistent)
-        _set_revision(record, revision)
-        _set_key(record, level_key(level) if key is None else key)
-        return record
+        """A validated record; :class:`~mcslabel.errors.InvalidInput` names what is wrong."""
+        if not isinstance(level, Level):
+            raise InvalidInput(f"allocation level must be a Level, not {type(level).__name__}")
+        if not level.categories:
+            raise InvalidInput(f"level {level} has no categories and cannot be allocated")
+        checked = _checked_owners(owners, level)
+        for what, value in (("created", created), ("expires", expires)):
+            if (value is not None or what == "created") and not _is_time(value):
+                raise InvalidInput(f"{what} must be a finite number of seconds, got {_q(value)}")
+        if name is not None:
+            check_name(name)
+        flags = {"shared": shared, "custom": custom, "persistent": persistent, "in_use": in_use}
+        for what, value in flags.items():
+            if not isinstance(value, bool):
+                raise InvalidInput(f"{what} must be True or False, got {_q(value)}")
+        if not isinstance(host, str):
+            raise InvalidInput(f"host must be a string, got {_q(host)}")
+        if persistent and expires is not None:
+            raise InvalidInput(f"allocation of {level} is persistent and cannot carry a lease")
+        if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
+            raise InvalidInput(f"revision must be an integer >= 0, got {_q(revision)}")
+        return cls(
+            level,
+            checked,
+            created,
+            expires,
+            name,
+            shared,
+            host,
+            custom,
+            persistent,
+            in_use,
+            revision,
+        )
 
     def with_revision(self, revision: int) -> Allocation:
-        """This record at store revision ``revision``; skips re-validating the rest."""
-        clone = _new(Allocation)
-        _set_level(clone, self.level)
-        _set_owners(clone, self.owners)
-        _set_created(clone, self.created)
-        _set_expires(clone, self.expires)
-        _set_name(clone, self.name)
-        _set_shared(clone, self.shared)
-        _set_host(clone, self.host)
-        _set_custom(clone, self.custom)
-        _set_persistent(clone, self.persistent)
-        _set_revision(clone, revision)
-        _set_key(clone, self.key)
-        return clone
+        """This record at store revision ``revision``."""
+        return attrs.evolve(self, revision=revision)
 
     @property
     def refcount(self) -> int:
@@ -287,10 +284,10 @@ class Allocation:
     def expired(self, now: float) -> bool:
         return self.expires is not None and self.expires <= now
 
-    def to_json(self) -> dict[str, object]:
-        """A JSON-ready dict; :meth:`from_json` is its inverse (``revision`` excluded)."""
-        return {
-            "level": self.key,
+    def to_dict(self) -> dict[str, object]:
+        """A JSON-ready dict; :meth:`from_dict` is its inverse (``revision`` excluded)."""
+        data: dict[str, object] = {
+            "level": level_key(self.level),
             "owners": list(self.owners),
             "created": self.created,
             "expires": self.expires,
@@ -300,87 +297,54 @@ class Allocation:
             "custom": self.custom,
             "persistent": self.persistent,
         }
+        if self.in_use:  # absent otherwise, so ordinary records read as before
+            data["in_use"] = True
+        return data
 
     @classmethod
-    def from_json(cls, data: Mapping[str, object], *, revision: int = 0) -> Allocation:
+    def from_dict(cls, data: Mapping[str, object], *, revision: int = 0) -> Allocation:
         """Rebuild a record; raises :class:`~mcslabel.errors.InvalidInput` on a bad one."""
         try:
-            level = _parse_stored_level(str(data["level"]))
             owners = data["owners"]
             if not isinstance(owners, list):
                 raise InvalidInput("owners is not a list")
-            created = data["created"]
-            expires = data.get("expires")
             name = data.get("name")
-            host = data.get("host", "")
-            flags = {k: data.get(k, False) for k in ("shared", "custom", "persistent")}
-            if not all(isinstance(v, bool) for v in flags.values()):
-                raise InvalidInput("a flag is not a boolean")
-            if not isinstance(host, str) or (name is not None and not isinstance(name, str)):
-                raise InvalidInput("host or name is not a string")
-            return cls(
-                level=level,
-                owners=owners,
-                created=created,  # type: ignore[arg-type]
-                expires=expires,  # type: ignore[arg-type]
+            if name is not None and not isinstance(name, str):
+                raise InvalidInput("name is not a string")
+            return cls.create(
+                _parse_stored_level(str(data["level"])),
+                owners,
+                data["created"],  # type: ignore[arg-type]
+                expires=data.get("expires"),  # type: ignore[arg-type]
                 name=name,
-                shared=flags["shared"],  # type: ignore[arg-type]
-                host=host,
-                custom=flags["custom"],  # type: ignore[arg-type]
-                persistent=flags["persistent"],  # type: ignore[arg-type]
+                shared=data.get("shared", False),  # type: ignore[arg-type]
+                host=data.get("host", ""),  # type: ignore[arg-type]
+                custom=data.get("custom", False),  # type: ignore[arg-type]
+                persistent=data.get("persistent", False),  # type: ignore[arg-type]
+                in_use=data.get("in_use", False),  # type: ignore[arg-type]
                 revision=revision,
             )
         except KeyError as exc:
             raise InvalidInput(f"allocation record lacks field {exc.args[0]!r}") from None
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError) as exc:  # InvalidInput included: say where it came from
             raise InvalidInput(f"allocation record is malformed: {exc}") from None
 
+    def to_json(self) -> dict[str, object]:
+        """Deprecated alias of :meth:`to_dict` (it returns a dict, not JSON text)."""
+        warnings.warn(
+            "Allocation.to_json() is deprecated; use to_dict()", DeprecationWarning, stacklevel=2
+        )
+        return self.to_dict()
 
-_SLOTS = tuple(f.name for f in attrs.fields(Allocation))
-
-
-def _slot_setter(cls: type, field: str) -> Callable[[object, object], None]:
-    """A fast setter for ``field`` that bypasses the frozen class's ``__setattr__``.
-
-    The slot's own descriptor (attrs classes are slotted) skips the generic
-    attribute lookup of ``object.__setattr__``; both write the same slot.
-    """
-    descriptor = cls.__dict__.get(field)
-    if isinstance(descriptor, types.MemberDescriptorType):
-        return descriptor.__set__
-
-    def setter(instance: object, value: object) -> None:
-        object.__setattr__(instance, field, value)
-
-    return setter
-
-
-# trusted() and with_revision() write every field by hand: fail loudly if a field is added.
-if _SLOTS != (
-    "level",
-    "owners",
-    "created",
-    "expires",
-    "name",
-    "shared",
-    "host",
-    "custom",
-    "persistent",
-    "revision",
-    "key",
-):  # pragma: no cover
-    raise TypeError("Allocation fields changed: update trusted() and with_revision()")
-_set_level = _slot_setter(Allocation, "level")
-_set_owners = _slot_setter(Allocation, "owners")
-_set_created = _slot_setter(Allocation, "created")
-_set_expires = _slot_setter(Allocation, "expires")
-_set_name = _slot_setter(Allocation, "name")
-_set_shared = _slot_setter(Allocation, "shared")
-_set_host = _slot_setter(Allocation, "host")
-_set_custom = _slot_setter(Allocation, "custom")
-_set_persistent = _slot_setter(Allocation, "persistent")
-_set_revision = _slot_setter(Allocation, "revision")
-_set_key = _slot_setter(Allocation, "key")
+    @classmethod
+    def from_json(cls, data: Mapping[str, object], *, revision: int = 0) -> Allocation:
+        """Deprecated alias of :meth:`from_dict`."""
+        warnings.warn(
+            "Allocation.from_json() is deprecated; use from_dict()",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return cls.from_dict(data, revision=revision)
 
 
 @attrs.frozen
@@ -421,6 +385,27 @@ class InsertOutcome(enum.Enum):
     GENERATION_MOVED = "generation-moved"
 
 
+@attrs.frozen
+class InsertResult:
+    """What :meth:`Store.insert` and :meth:`Store.insert_custom` did."""
+
+    outcome: InsertOutcome
+    #: The stored record's revision when ``outcome`` is INSERTED, else 0.
+    revision: int = 0
+
+    @property
+    def inserted(self) -> bool:
+        return self.outcome is InsertOutcome.INSERTED
+
+    @classmethod
+    def refused(cls, outcome: InsertOutcome) -> InsertResult:
+        """The shared result of a refused insert (nothing stored, no revision)."""
+        return _REFUSED[outcome]
+
+
+_REFUSED = {outcome: InsertResult(outcome) for outcome in InsertOutcome}
+
+
 #: The allocator's dominance check for :meth:`Store.insert_custom`: it raises
 #: an :class:`~mcslabel.errors.AllocationError` to refuse the reservation.
 CustomCheck = Callable[[Iterable[Allocation]], None]
@@ -456,11 +441,14 @@ class Store(Protocol):
         """
         ...
 
-    def get(self, level: Level) -> Allocation | None:
-        """The current record for ``level``, or None. A fresh (linearizable) read."""
+    def get(self, level: Level, *, in_use: bool = False) -> Allocation | None:
+        """The current record for ``level`` (its in-use record with ``in_use``), or None.
+
+        A fresh (linearizable) read.
+        """
         ...
 
-    def insert(self, allocation: Allocation, *, generation: int) -> InsertOutcome:
+    def insert(self, allocation: Allocation, *, generation: int) -> InsertResult:
         """Put ``allocation`` if its level key (and its name, if any) are free.
 
         Stores only when the custom generation still equals ``generation``
@@ -471,7 +459,7 @@ class Store(Protocol):
         """
         ...
 
-    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertOutcome:
+    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertResult:
         """Put a custom (non-pair) reservation after ``check`` accepts every held level.
 
         Blocks pair inserts, reads every held allocation (excluding none),
@@ -502,15 +490,18 @@ class Store(Protocol):
 
 
 __all__ = [
+    "IN_USE_PREFIX",
     "MAX_OWNERS",
     "MAX_OWNER_LENGTH",
     "Allocation",
     "Changes",
     "InsertOutcome",
+    "InsertResult",
     "Snapshot",
     "Store",
     "check_name",
     "check_owner",
     "level_key",
+    "record_key",
     "trusted_pair_level",
 ]

@@ -50,7 +50,9 @@ from mcslabel.allocation.stores.base import (
     Changes,
     CustomCheck,
     InsertOutcome,
+    InsertResult,
     Snapshot,
+    record_key,
 )
 from mcslabel.errors import (
     InvalidInput,
@@ -672,7 +674,7 @@ class EtcdStore:
             data = json.loads(_unb64(kv.get("value", "")))
             if not isinstance(data, dict):
                 raise InvalidInput("record is not a JSON object")
-            record = Allocation.from_json(data, revision=int(kv["mod_revision"]))
+            record = Allocation.from_dict(data, revision=int(kv["mod_revision"]))
         except (ValueError, InvalidInput) as exc:
             raise StoreCorrupt(f"etcd key {_q(key)} holds a damaged record: {exc}") from None
         if self._levels + record.key != key:
@@ -680,7 +682,7 @@ class EtcdStore:
         return record
 
     def _value(self, allocation: Allocation) -> str:
-        data = allocation.to_json()
+        data = allocation.to_dict()
         # Unique per write, so after a timed-out request we can tell our write from another's.
         data["write"] = uuid.uuid4().hex
         return json.dumps(data, separators=(",", ":"), sort_keys=True)
@@ -867,8 +869,9 @@ class EtcdStore:
             changed[record.key] = record
         return Changes(_revision(reply), self._generation_of(generation), changed)
 
-    def get(self, level: Level) -> Allocation | None:
-        reply, _ = self._call("kv/range", {"key": _b64(self._levels + str(level))})
+    def get(self, level: Level, *, in_use: bool = False) -> Allocation | None:
+        key = self._levels + record_key(level, in_use=in_use)
+        reply, _ = self._call("kv/range", {"key": _b64(key)})
         kvs = _kvs(reply)
         return self._record(kvs[0]) if kvs else None
 
@@ -895,19 +898,19 @@ class EtcdStore:
 
     def _outcome(
         self, allocation: Allocation, value: str, reply: Mapping[str, Any], ambiguous: bool
-    ) -> InsertOutcome | None:
+    ) -> InsertResult | None:
         """INSERTED, KEY_HELD or NAME_HELD from a txn's failure reads; None if neither."""
         if reply.get("succeeded"):
-            return InsertOutcome.INSERTED
+            return InsertResult(InsertOutcome.INSERTED, _revision(reply))
         level_read, name_read = _responses(reply)[:2]
         held = _kvs(level_read)
         if held:
             # A timed-out attempt that in fact committed: the key holds our own write.
             if ambiguous and _unb64(held[0].get("value", "")) == value:
-                return InsertOutcome.INSERTED
-            return InsertOutcome.KEY_HELD
+                return InsertResult(InsertOutcome.INSERTED, int(held[0]["mod_revision"]))
+            return InsertResult.refused(InsertOutcome.KEY_HELD)
         if allocation.name is not None and _kvs(name_read):
-            return InsertOutcome.NAME_HELD
+            return InsertResult.refused(InsertOutcome.NAME_HELD)
         return None
 
     def _name_compares(self, allocation: Allocation) -> list[dict[str, Any]]:
@@ -954,15 +957,15 @@ class EtcdStore:
         finally:
             self._withdrawing = False
 
-    def insert(self, allocation: Allocation, *, generation: int) -> InsertOutcome:
+    def insert(self, allocation: Allocation, *, generation: int) -> InsertResult:
         value = self._value(allocation)
         with self._unconfirmed_on_timeout(allocation, value):
             return self._insert(allocation, value, generation)
 
-    def _insert(self, allocation: Allocation, value: str, generation: int) -> InsertOutcome:
+    def _insert(self, allocation: Allocation, value: str, generation: int) -> InsertResult:
         level_key = self._levels + allocation.key
 
-        def write(lease: int) -> InsertOutcome:
+        def write(lease: int) -> InsertResult:
             compares = [
                 self._absent(level_key),
                 *self._name_compares(allocation),
@@ -976,15 +979,15 @@ class EtcdStore:
                     "failure": [self._get_op(level_key), self._name_read(allocation)],
                 }
             )
-            outcome = self._outcome(allocation, value, reply, ambiguous)
-            if outcome is not InsertOutcome.INSERTED:
+            result = self._outcome(allocation, value, reply, ambiguous)
+            if result is None or not result.inserted:
                 self._conflicted = True
-            return outcome or InsertOutcome.GENERATION_MOVED
+            return result or InsertResult.refused(InsertOutcome.GENERATION_MOVED)
 
-        outcome: InsertOutcome = self._with_lease(allocation, write)
-        return outcome
+        result: InsertResult = self._with_lease(allocation, write)
+        return result
 
-    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertOutcome:
+    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertResult:
         # Check first without a write, so a refusal moves nothing (taking the lock moves the
         # generation, which sends every other allocator to resync).
         before = self.snapshot()
@@ -1000,7 +1003,7 @@ class EtcdStore:
             value = self._value(allocation)
             level_key = self._levels + allocation.key
 
-            def write(lease: int) -> InsertOutcome:
+            def write(lease: int) -> InsertResult:
                 reply, ambiguous = self._txn(
                     {
                         "compare": [
@@ -1029,8 +1032,8 @@ class EtcdStore:
                 return outcome
 
             with self._unconfirmed_on_timeout(allocation, value):
-                result: InsertOutcome = self._with_lease(allocation, write)
-            committed = result is InsertOutcome.INSERTED
+                result: InsertResult = self._with_lease(allocation, write)
+            committed = result.inserted
             return result
         finally:
             if not committed:

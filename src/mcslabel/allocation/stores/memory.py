@@ -10,8 +10,9 @@ from mcslabel.allocation.stores.base import (
     Changes,
     CustomCheck,
     InsertOutcome,
+    InsertResult,
     Snapshot,
-    level_key,
+    record_key,
 )
 from mcslabel.errors import InvalidInput
 from mcslabel.level import Level
@@ -55,44 +56,46 @@ class MemoryStore:
             changed = {key: self._records.get(key) for key in self._log_keys[start:]}
             return Changes(self._revision, self._generation, changed)
 
-    def get(self, level: Level) -> Allocation | None:
+    def get(self, level: Level, *, in_use: bool = False) -> Allocation | None:
         with self._lock:
-            return self._records.get(level_key(level))
+            return self._records.get(record_key(level, in_use=in_use))
 
-    def _put_new(self, allocation: Allocation) -> InsertOutcome:
+    def _put_new(self, allocation: Allocation) -> InsertResult:
         key = allocation.key
         if key in self._records:
-            return InsertOutcome.KEY_HELD
+            return InsertResult.refused(InsertOutcome.KEY_HELD)
         if allocation.name is not None and allocation.name in self._names:
-            return InsertOutcome.NAME_HELD
-        self._records[key] = allocation.with_revision(self._bump(key))
+            return InsertResult.refused(InsertOutcome.NAME_HELD)
+        revision = self._bump(key)
+        self._records[key] = allocation.with_revision(revision)
         if allocation.name is not None:
             self._names[allocation.name] = key
-        return InsertOutcome.INSERTED
+        return InsertResult(InsertOutcome.INSERTED, revision)
 
-    def insert(self, allocation: Allocation, *, generation: int) -> InsertOutcome:
+    def insert(self, allocation: Allocation, *, generation: int) -> InsertResult:
         with self._lock:
             key = allocation.key
             if key in self._records:
-                return InsertOutcome.KEY_HELD
+                return InsertResult.refused(InsertOutcome.KEY_HELD)
             name = allocation.name
             if name is not None and name in self._names:
-                return InsertOutcome.NAME_HELD
+                return InsertResult.refused(InsertOutcome.NAME_HELD)
             if generation != self._generation:
-                return InsertOutcome.GENERATION_MOVED
+                return InsertResult.refused(InsertOutcome.GENERATION_MOVED)
             # What _put_new does, without repeating the checks above.
-            self._records[key] = allocation.with_revision(self._bump(key))
+            revision = self._bump(key)
+            self._records[key] = allocation.with_revision(revision)
             if name is not None:
                 self._names[name] = key
-            return InsertOutcome.INSERTED
+            return InsertResult(InsertOutcome.INSERTED, revision)
 
-    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertOutcome:
+    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertResult:
         with self._lock:
             check(tuple(self._records.values()))
-            outcome = self._put_new(allocation)
-            if outcome is InsertOutcome.INSERTED:
+            result = self._put_new(allocation)
+            if result.inserted:
                 self._generation += 1
-            return outcome
+            return result
 
     def replace(self, current: Allocation, new: Allocation) -> bool:
         if new.level != current.level:

@@ -11,6 +11,7 @@ down or reset to recover.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import sqlite3
@@ -19,16 +20,24 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal
+from urllib.parse import quote
 
 from mcslabel.allocation.stores.base import (
     Allocation,
     Changes,
     CustomCheck,
     InsertOutcome,
+    InsertResult,
     Snapshot,
-    level_key,
+    record_key,
 )
-from mcslabel.errors import InvalidInput, StoreCorrupt, StoreError, StoreUnavailable
+from mcslabel.errors import (
+    InvalidInput,
+    StoreCorrupt,
+    StoreError,
+    StoreNotFound,
+    StoreUnavailable,
+)
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
 
@@ -86,6 +95,38 @@ def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
     )
 
 
+def _check_path(path: Path) -> None:
+    text = str(path)
+    if "\x00" in text:
+        raise InvalidInput(f"SQLite store path {_q(text)} contains a NUL byte")
+    if not path.is_absolute():
+        raise InvalidInput(f"SQLite store path {_q(text)} must be absolute")
+    try:
+        encoded = os.fsencode(text)
+    except UnicodeError:
+        raise InvalidInput(f"SQLite store path {_q(text)} cannot be encoded") from None
+    if len(encoded) >= 4096:
+        raise InvalidInput(f"SQLite store path {_q(text)} is longer than PATH_MAX")
+    if any(len(part) > 255 for part in encoded.split(b"/")):
+        raise InvalidInput(f"SQLite store path {_q(text)} has a component over 255 bytes")
+
+
+def _path_error(path: Path, doing: str, exc: OSError) -> StoreError:
+    """A typed error for an OSError met on ``path``; bad paths are InvalidInput too."""
+    reason = exc.strerror or str(exc)
+    message = f"cannot {doing} SQLite store {path}: {reason}"
+    if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.ELOOP, errno.EINVAL):
+        return StoreNotFound(message + " (not a usable path)")
+    return StoreError(message)
+
+
+def _on_read_only_mount(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
 class SQLiteStore:
     """A :class:`~mcslabel.allocation.stores.base.Store` in one SQLite file.
 
@@ -99,6 +140,8 @@ class SQLiteStore:
         *,
         busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
         synchronous: Synchronous = "full",
+        create: bool = True,
+        read_only: bool = False,
     ) -> None:
         if synchronous not in ("full", "normal"):
             raise InvalidInput(f"synchronous must be 'full' or 'normal', not {_q(synchronous)}")
@@ -106,28 +149,32 @@ class SQLiteStore:
             raise InvalidInput(f"busy_timeout must be a number of seconds, not {_q(busy_timeout)}")
         if not 0 <= busy_timeout <= 86400:  # also refuses NaN
             raise InvalidInput(f"busy_timeout must be 0 to 86400 seconds, not {busy_timeout}")
+        if not isinstance(path, (str, os.PathLike, type(None))):
+            raise InvalidInput(f"SQLite store path must be a path, not {_q(path)}")
         self.path = Path(path) if path is not None else default_path()
-        if "\x00" in str(self.path):
-            raise InvalidInput(f"SQLite store path {_q(str(self.path))} contains a NUL byte")
-        if not self.path.is_absolute():
-            raise InvalidInput(f"SQLite store path {_q(str(self.path))} must be absolute")
+        _check_path(self.path)
         self.synchronous: Synchronous = synchronous
+        #: Opened for reading only: writes raise StoreError, nothing is created.
+        self.read_only = bool(read_only)
         self._lock = threading.RLock()
         self._closed = False
-        self._check_file()
+        exists = self._check_file(create=create and not read_only)
+        if not exists and self.read_only:
+            raise StoreNotFound(f"no SQLite store at {self.path} (nothing to read)")
         try:
-            self._conn = sqlite3.connect(
-                self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-            )
+            self._conn = self._connect(busy_timeout)
         except sqlite3.Error as exc:
             raise _store_error(exc, self.path, "opening") from None
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             # Identify the file before anything that writes to it (WAL switch included).
             self._check_owned()
-            self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
-            self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-            self._init_schema()
+            if self.read_only:
+                self._check_version()
+            else:
+                self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
+                self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
+                self._init_schema()
         except sqlite3.Error as exc:
             self._conn.close()
             raise _store_error(exc, self.path, "opening") from None
@@ -137,33 +184,64 @@ class SQLiteStore:
 
     # --- opening --------------------------------------------------------
 
-    def _check_file(self) -> None:
+    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
+        def connect(target: str | Path, uri: bool = False) -> sqlite3.Connection:
+            return sqlite3.connect(
+                target,
+                timeout=busy_timeout,
+                isolation_level=None,
+                check_same_thread=False,
+                uri=uri,
+            )
+
+        if not self.read_only:
+            return connect(self.path)
+        uri = "file:" + quote("/" + str(self.path).lstrip("/"))
+        conn = connect(uri + "?mode=ro", uri=True)
+        try:
+            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            return conn
+        except sqlite3.OperationalError:
+            conn.close()
+            if not _on_read_only_mount(self.path):
+                raise
+        # A WAL database on a read-only mount cannot get its -shm file: nobody can
+        # write there either, so reading it as immutable is exact.
+        return connect(uri + "?immutable=1", uri=True)
+
+    def _check_file(self, *, create: bool) -> bool:
+        """Whether the file exists (checking what it is); prepares its directory if asked."""
         path = self.path
-        if path.is_dir():
-            raise StoreError(f"SQLite store path {path} is a directory, not a database file")
-        if path.exists():
-            if not path.is_file():  # a FIFO or device would block or fail obscurely on open
-                raise StoreError(f"SQLite store path {path} is not a regular file")
-            try:
+        try:
+            if path.is_dir():
+                raise StoreError(f"SQLite store path {path} is a directory, not a database file")
+            if path.exists():
+                if not path.is_file():  # a FIFO or device would block or fail obscurely on open
+                    raise StoreError(f"SQLite store path {path} is not a regular file")
                 with path.open("rb") as fh:
                     head = fh.read(len(_SQLITE_MAGIC))
-            except OSError as exc:
-                raise StoreError(f"cannot read SQLite store {path}: {exc.strerror}") from None
-            if head and head != _SQLITE_MAGIC:
-                raise StoreCorrupt(
-                    f"{path} is not an SQLite database (bad header); it was left untouched"
-                )
-            return
+                if head and head != _SQLITE_MAGIC:
+                    raise StoreCorrupt(
+                        f"{path} is not an SQLite database (bad header); it was left untouched"
+                    )
+                return True
+        except OSError as exc:
+            raise _path_error(path, "read", exc) from None
+        if not create:
+            if self.read_only:
+                return False
+            raise StoreNotFound(
+                f"no SQLite store at {path}; pass create=True (CLI: --create-store) to create one"
+            )
         try:
             path.parent.mkdir(
                 mode=0o755 if os.geteuid() == 0 else 0o700, parents=True, exist_ok=True
             )
         except OSError as exc:
-            raise StoreError(
-                f"cannot create the directory of SQLite store {path}: {exc.strerror}"
-            ) from None
+            raise _path_error(path, "create the directory of", exc) from None
         if not os.access(path.parent, os.W_OK | os.X_OK):
             raise StoreError(f"cannot create SQLite store {path}: directory is not writable")
+        return False
 
     def _tables(self) -> set[str]:
         rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
@@ -176,6 +254,11 @@ class SQLiteStore:
                 f"{self.path} is an SQLite database but not an mcslabel store"
                 f" (tables: {', '.join(sorted(tables))[:80]}); it was left untouched"
             )
+
+    def _check_version(self) -> None:
+        if "mcslabel_schema" not in self._tables():
+            raise StoreCorrupt(f"{self.path} is an empty SQLite database, not an mcslabel store")
+        self._check_schema_version()
 
     def _init_schema(self) -> None:
         conn = self._conn
@@ -206,7 +289,10 @@ class SQLiteStore:
                     f"{self.path} is an SQLite database but not an mcslabel store"
                     f" (tables: {', '.join(sorted(tables))[:80]}); it was left untouched"
                 )
-        rows = conn.execute("SELECT version FROM mcslabel_schema").fetchall()
+        self._check_schema_version()
+
+    def _check_schema_version(self) -> None:
+        rows = self._conn.execute("SELECT version FROM mcslabel_schema").fetchall()
         if len(rows) != 1 or not isinstance(rows[0][0], int):
             raise StoreCorrupt(f"{self.path}: the schema version table is damaged; left untouched")
         version = rows[0][0]
@@ -229,6 +315,8 @@ class SQLiteStore:
         with self._lock:
             if self._closed:
                 raise StoreError(f"the SQLite store {self.path} is closed")
+            if self.read_only and mode != "DEFERRED":
+                raise StoreError(f"the SQLite store {self.path} is open read-only: {doing}")
             conn = self._conn
             try:
                 conn.execute(f"BEGIN {mode}")
@@ -265,7 +353,7 @@ class SQLiteStore:
             data = json.loads(record)
             if not isinstance(data, dict):
                 raise InvalidInput("record is not a JSON object")
-            allocation = Allocation.from_json(data, revision=rev)
+            allocation = Allocation.from_dict(data, revision=rev)
         except (ValueError, InvalidInput) as exc:
             raise StoreCorrupt(
                 f"{self.path}: the record for {_q(key)} is damaged ({exc}); left untouched"
@@ -278,7 +366,7 @@ class SQLiteStore:
 
     @staticmethod
     def _encode(allocation: Allocation) -> str:
-        return json.dumps(allocation.to_json(), separators=(",", ":"))
+        return json.dumps(allocation.to_dict(), separators=(",", ":"))
 
     # --- Store ----------------------------------------------------------
 
@@ -300,8 +388,8 @@ class SQLiteStore:
             changed[row[0]] = self._decode(*row)
         return Changes(revision, generation, changed)
 
-    def get(self, level: Level) -> Allocation | None:
-        key = level_key(level)
+    def get(self, level: Level, *, in_use: bool = False) -> Allocation | None:
+        key = record_key(level, in_use=in_use)
         with self._transaction("DEFERRED", f"reading {key}") as conn:
             row = conn.execute(
                 "SELECT key, record, rev FROM allocations WHERE key = ?", (key,)
@@ -323,34 +411,35 @@ class SQLiteStore:
 
     def _write_new(
         self, conn: sqlite3.Connection, allocation: Allocation, current: int | None = None
-    ) -> None:
+    ) -> InsertResult:
         rev = self._bump(conn, current)
         conn.execute(
             "INSERT INTO allocations (key, name, record, rev) VALUES (?, ?, ?, ?)",
             (allocation.key, allocation.name, self._encode(allocation), rev),
         )
         conn.execute("DELETE FROM tombstones WHERE key = ?", (allocation.key,))
+        return InsertResult(InsertOutcome.INSERTED, rev)
 
-    def insert(self, allocation: Allocation, *, generation: int) -> InsertOutcome:
+    def insert(self, allocation: Allocation, *, generation: int) -> InsertResult:
         with self._transaction("IMMEDIATE", f"inserting {allocation.key}") as conn:
             outcome = self._free_for(conn, allocation)
             if outcome is not InsertOutcome.INSERTED:
-                return outcome
+                return InsertResult.refused(outcome)
             revision, current_generation = self._meta(conn)
             if current_generation != generation:
-                return InsertOutcome.GENERATION_MOVED
-            self._write_new(conn, allocation, revision)
-            return outcome
+                return InsertResult.refused(InsertOutcome.GENERATION_MOVED)
+            return self._write_new(conn, allocation, revision)
 
-    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertOutcome:
+    def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertResult:
         with self._transaction("IMMEDIATE", f"reserving {allocation.key}") as conn:
             rows = conn.execute("SELECT key, record, rev FROM allocations").fetchall()
             check(self._decode(*row) for row in rows)
             outcome = self._free_for(conn, allocation)
-            if outcome is InsertOutcome.INSERTED:
-                self._write_new(conn, allocation)
-                conn.execute("UPDATE mcslabel_meta SET value = value + 1 WHERE name = 'generation'")
-            return outcome
+            if outcome is not InsertOutcome.INSERTED:
+                return InsertResult.refused(outcome)
+            result = self._write_new(conn, allocation)
+            conn.execute("UPDATE mcslabel_meta SET value = value + 1 WHERE name = 'generation'")
+            return result
 
     def replace(self, current: Allocation, new: Allocation) -> bool:
         if new.level != current.level:
@@ -405,8 +494,14 @@ class SQLiteStore:
         return problems
 
     @classmethod
-    def from_url(cls, url: str) -> SQLiteStore:
-        """Open ``sqlite:///abs/path`` (``?synchronous=normal`` trades power-loss safety)."""
+    def from_url(
+        cls, url: str, *, create: bool | None = None, read_only: bool = False
+    ) -> SQLiteStore:
+        """Open ``sqlite:///abs/path`` (``?synchronous=normal`` trades power-loss safety).
+
+        ``create=None`` creates the default store (``sqlite:///``) on first use
+        but refuses a missing file at an explicit path (StoreNotFound).
+        """
         rest = url[len("sqlite://") :]
         path, _, query = rest.partition("?")
         options: dict[str, str] = {}
@@ -428,7 +523,13 @@ class SQLiteStore:
             timeout = float(options.get("busy_timeout", DEFAULT_BUSY_TIMEOUT))
         except ValueError:
             raise InvalidInput(f"busy_timeout must be a number of seconds in {_q(url)}") from None
-        return cls(store_path, busy_timeout=timeout, synchronous=sync)  # type: ignore[arg-type]
+        return cls(
+            store_path,
+            busy_timeout=timeout,
+            synchronous=sync,  # type: ignore[arg-type]
+            create=store_path is None if create is None else create,
+            read_only=read_only,
+        )
 
 
 __all__ = [

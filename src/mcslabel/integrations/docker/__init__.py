@@ -13,10 +13,15 @@ reads what the daemon actually holds and
 - :func:`audit` finds duplicates, dominance, disabled labels, privileged
   containers, risky bind mounts and mislabeled volumes
   (:mod:`~mcslabel.integrations.docker.findings`);
-- :func:`security_opt`, :func:`run` and :func:`remove` start and remove
-  containers at an allocated level with their volumes relabeled and journaled
-  (:mod:`~mcslabel.integrations.docker.lifecycle`,
-  :mod:`~mcslabel.integrations.docker.volumes`).
+- :func:`run_options` gives a script what to pass to docker for an
+  allocation (security option and the ``io.mcslabel.owner`` label, so that
+  sync and audit adopt the container); :func:`run` and :func:`remove` start
+  and remove containers at a fresh level with their ``:Z``/``:z`` volumes
+  relabeled and journaled (:mod:`~mcslabel.integrations.docker.lifecycle`);
+- a privately relabeled volume holds its level (owner ``volume:<path>``)
+  until it is restored or forgotten: :func:`volume_report`,
+  :func:`restore_volume`, :func:`forget_volume`
+  (:mod:`~mcslabel.integrations.docker.volumes`).
 
 SDK plumbing lives in :mod:`~mcslabel.integrations.docker.daemon`; the
 ``docker`` SDK (extra ``mcslabel[docker]``) is imported only when a function
@@ -35,49 +40,75 @@ from mcslabel.integrations.docker.findings import (
     audit,
 )
 from mcslabel.integrations.docker.inspection import (
+    OWNER_LABEL,
     OWNER_PREFIX,
     POD_LABELS,
     UNCONFINED_TYPES,
     ContainerLabel,
+    LabelOptions,
     Mount,
     container_label,
+    kernel_reach,
     labels_in_use,
+    parse_security_opt,
     pods,
 )
 from mcslabel.integrations.docker.lifecycle import (
-    JOURNALS_LABEL,
-    LEVEL_LABEL,
     LabeledContainer,
+    Removal,
     remove,
     run,
+    run_options,
     security_opt,
 )
-from mcslabel.integrations.docker.mirror import MAX_FENCE_PAIRS, SyncResult, sync
-from mcslabel.integrations.docker.volumes import Volume, default_journal_dir
+from mcslabel.integrations.docker.mirror import SyncResult, sync
+from mcslabel.integrations.docker.volumes import (
+    JOURNALS_LABEL,
+    LEVEL_LABEL,
+    VOLUME_PREFIX,
+    HeldVolume,
+    Volume,
+    default_journal_dir,
+    forget_volume,
+    restore_volume,
+    volume_owner,
+    volume_report,
+)
 
 __all__ = [
     "DAEMON_SOCKETS",
     "JOURNALS_LABEL",
     "LEVEL_LABEL",
-    "MAX_FENCE_PAIRS",
+    "OWNER_LABEL",
     "OWNER_PREFIX",
     "POD_LABELS",
     "UNCONFINED_TYPES",
+    "VOLUME_PREFIX",
     "AuditReport",
     "ContainerLabel",
     "Finding",
+    "HeldVolume",
+    "LabelOptions",
     "LabeledContainer",
     "Mount",
+    "Removal",
     "SyncResult",
     "Volume",
     "audit",
     "connect",
     "container_label",
     "default_journal_dir",
+    "forget_volume",
+    "kernel_reach",
     "labels_in_use",
+    "parse_security_opt",
     "pods",
     "remove",
+    "restore_volume",
     "run",
+    "run_options",
     "security_opt",
     "sync",
+    "volume_owner",
+    "volume_report",
 ]

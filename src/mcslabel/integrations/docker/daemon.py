@@ -8,9 +8,10 @@ inside functions: this package is itself called ``docker``.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
-from mcslabel.errors import DockerError
+from mcslabel.errors import DockerError, InvalidInput
 
 
 def docker_sdk() -> Any:
@@ -68,4 +69,24 @@ def container_exists(client: Any, container_id: str) -> bool:
     return True
 
 
-__all__ = ["connect", "container_exists", "docker_sdk", "sdk_failures"]
+def positional_allocator(args: tuple[Any, ...], allocator: Any, what: str) -> Any:
+    """The allocator passed by keyword, or (deprecated) as the second positional argument."""
+    if not args:
+        return allocator
+    if len(args) > 1 or allocator is not None:
+        raise InvalidInput(f"{what}(client, *, allocator=...) takes one positional argument")
+    warnings.warn(
+        f"pass the allocator by keyword: {what}(client, allocator=...)",
+        DeprecationWarning,
+        stacklevel=3,
+    )
+    return args[0]
+
+
+__all__ = [
+    "connect",
+    "container_exists",
+    "docker_sdk",
+    "positional_allocator",
+    "sdk_failures",
+]

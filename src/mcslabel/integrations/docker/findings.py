@@ -16,7 +16,7 @@ import attrs
 from mcslabel.context import Context
 from mcslabel.errors import DockerError, InvalidInput, InvalidLevel
 from mcslabel.errors import show_input as _q
-from mcslabel.integrations.docker.daemon import sdk_failures
+from mcslabel.integrations.docker.daemon import positional_allocator, sdk_failures
 from mcslabel.integrations.docker.inspection import (
     OWNER_PREFIX,
     UNCONFINED_TYPES,
@@ -24,10 +24,14 @@ from mcslabel.integrations.docker.inspection import (
     labels_in_use,
     pods,
 )
+from mcslabel.integrations.docker.volumes import VOLUME_PREFIX
 from mcslabel.level import Level, LevelRange
 
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator
+
+#: Owners that hold a level for containers or their data, not for another user.
+OWNERS_OF_DATA = (OWNER_PREFIX, VOLUME_PREFIX)
 
 Severity = Literal["high", "medium", "low"]
 _SEVERITY_ORDER: dict[str, int] = {"high": 0, "medium": 1, "low": 2}
@@ -100,8 +104,8 @@ class AuditReport:
 
 def audit(
     client: Any,
+    *args: Any,
     allocator: Allocator | None = None,
-    *,
     filters: Mapping[str, Any] | None = None,
     refused: Any = None,
 ) -> AuditReport:
@@ -113,13 +117,19 @@ def audit(
     mount of a path :mod:`mcslabel.relabeling.engine` refuses (high), a level that does
     not parse (high), a volume whose on-disk level is another container's
     (high) or not the container's (medium), an unlabeled volume (low). With
-    ``allocator``: a level the registry holds for a non-Docker owner (high)
-    or does not hold at all (low: run :func:`sync`). Without the LSM the
+    ``allocator``: a level the registry holds for a non-Docker owner (high;
+    not when the container's ``io.mcslabel.owner`` label names that owner),
+    a level that dominates levels the registry holds for others (high), or a
+    level it does not hold at all (low: run :func:`sync`). Without the LSM the
     daemon's own labeling is off; that is reported once (low).
+
+    ``allocator`` is keyword-only; passing it second, positionally, still
+    works with a :class:`DeprecationWarning`.
 
     ``refused`` overrides the refused-path check (a callable taking a path and
     returning a reason or None); by default :mod:`mcslabel.relabeling.engine`'s.
     """
+    allocator = positional_allocator(args, allocator, "audit")
     containers = list(labels_in_use(client, filters=filters))
     try:
         info = client.info()
@@ -338,6 +348,9 @@ def _registry_findings(
             )
             continue
         if allocation is None:
+            recorded = allocator.get(c.level, in_use=True)
+            if recorded is not None and c.owner in recorded.owners:
+                continue  # refused by the registry but blocking: dominance findings say why
             yield Finding(
                 "low",
                 "unregistered-level",
@@ -347,7 +360,10 @@ def _registry_findings(
                 level=str(c.level),
             )
             continue
-        foreign = [o for o in allocation.owners if not o.startswith(OWNER_PREFIX)]
+        own = (c.owner, c.adopted_by)
+        foreign = [
+            o for o in allocation.owners if not o.startswith(OWNERS_OF_DATA) and o not in own
+        ]
         if foreign and c.owner not in allocation.owners:
             yield Finding(
                 "high",
@@ -355,6 +371,30 @@ def _registry_findings(
                 f"{_who(c)} uses {c.level}, which the registry gave to " + ", ".join(foreign),
                 (c.id,),
                 level=str(c.level),
+            )
+    yield from _dominance_over_registry(containers, allocator)
+
+
+def _dominance_over_registry(
+    containers: Sequence[ContainerLabel], allocator: Allocator
+) -> Iterator[Finding]:
+    """A container whose level dominates a level held by someone else can read its files."""
+    held = allocator.allocations()
+    for c in containers:
+        if c.level is None or c.disabled or not c.confined:
+            continue
+        own = (c.owner, c.adopted_by)
+        for a in held:
+            others = [o for o in a.owners if o not in own]
+            if a.level == c.level or not others or not c.level.dominates(a.level):
+                continue
+            yield Finding(
+                "high",
+                "dominates-held-level",
+                f"{_who(c)} at {c.level} dominates {a.level}, held by {', '.join(others[:3])}"
+                f"{' and more' if len(others) > 3 else ''}: it can read their files",
+                (c.id,),
+                level=str(a.level),
             )
 
 

@@ -28,6 +28,7 @@ OWNER_LABEL = "io.mcslabel.owner"
 #: Container labels whose equal values make containers one pod.
 POD_LABELS: tuple[str, ...] = (
     "io.mcslabel.pod",
+    OWNER_LABEL,
     "io.kubernetes.pod.uid",
     "com.docker.compose.project",
 )

@@ -1,123 +1,205 @@
 """Mirroring a daemon's container levels into the registry.
 
-Owns: :class:`SyncResult` and :func:`sync`.
+Owns: :class:`SyncResult` and :func:`sync`: every container's level held
+under ``docker:<id>`` (adopted into its owner's allocation when it carries
+``io.mcslabel.owner``), levels that cannot be recorded still blocking what
+they could read, released levels of removed containers, and the volumes
+and journals left behind by removed containers.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 import attrs
 
-from mcslabel.errors import DominanceConflict, InvalidLevel, LabelInUse, UnknownAllocation
-from mcslabel.integrations.docker.daemon import container_exists
+from mcslabel.errors import (
+    DominanceConflict,
+    InvalidInput,
+    InvalidLevel,
+    LabelInUse,
+    MCSLabelError,
+    UnknownAllocation,
+)
+from mcslabel.integrations.docker.daemon import container_exists, positional_allocator
 from mcslabel.integrations.docker.inspection import OWNER_PREFIX, ContainerLabel, labels_in_use
+from mcslabel.integrations.docker.volumes import volume_report
 from mcslabel.level import Level
 
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator
 
+_Pairs = tuple[tuple[str, str], ...]
 
-#: Most pairs :func:`sync` reserves to fence in one custom level the registry refuses.
-MAX_FENCE_PAIRS = 4096
+
+def _pairs(items: _Pairs) -> list[dict[str, str]]:
+    return [{"level": lv, "owner": o} for lv, o in items]
 
 
 @attrs.frozen
 class SyncResult:
-    """What :func:`sync` changed in the registry."""
+    """What :func:`sync` changed in the registry, and what it found but could not fix."""
 
     #: (level, owner) pairs newly reserved.
-    reserved: tuple[tuple[str, str], ...] = ()
+    reserved: _Pairs = ()
     #: (level, owner) pairs that were already held by that owner.
-    kept: tuple[tuple[str, str], ...] = ()
+    kept: _Pairs = ()
     #: (level, owner) pairs released because the container is gone.
-    released: tuple[tuple[str, str], ...] = ()
-    #: (pair, owner): pairs reserved to fence in a custom level the registry refused.
-    fenced: tuple[tuple[str, str], ...] = ()
-    #: (level, owner, reason) for levels the registry refused (held elsewhere, dominance).
+    released: _Pairs = ()
+    #: (level, owner): levels the registry refused (see ``conflicts``) but that a
+    #: container uses: recorded in use, they block every level comparable with them.
+    fenced: _Pairs = ()
+    #: (level, owner, reason) for levels the registry refused (held elsewhere, dominance,
+    #: outside the registry's categories).
     conflicts: tuple[tuple[str, str, str], ...] = ()
+    #: (level, owner, adopted by): containers that joined the allocation their
+    #: ``io.mcslabel.owner`` label names.
+    adopted: tuple[tuple[str, str, str], ...] = ()
+    #: (container id, configured level, reason): levels that do not parse, even as the
+    #: kernel would read them.
+    unreadable: tuple[tuple[str, str, str], ...] = ()
+    #: (volume path, level or "", journals) whose container is gone: the level stays
+    #: held until `mcslabel docker volumes restore|forget`.
+    orphaned: tuple[tuple[str, str, tuple[str, ...]], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """No conflict and nothing unreadable."""
+        return not (self.conflicts or self.unreadable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "reserved": [{"level": lv, "owner": o} for lv, o in self.reserved],
-            "kept": [{"level": lv, "owner": o} for lv, o in self.kept],
-            "released": [{"level": lv, "owner": o} for lv, o in self.released],
-            "fenced": [{"level": lv, "owner": o} for lv, o in self.fenced],
+            "ok": self.ok,
+            "reserved": _pairs(self.reserved),
+            "kept": _pairs(self.kept),
+            "released": _pairs(self.released),
+            "fenced": _pairs(self.fenced),
             "conflicts": [{"level": lv, "owner": o, "reason": r} for lv, o, r in self.conflicts],
+            "adopted": [{"level": lv, "owner": o, "adopted_by": b} for lv, o, b in self.adopted],
+            "unreadable": [{"id": i, "level": lv, "reason": r} for i, lv, r in self.unreadable],
+            "orphaned": [
+                {"path": p, "level": lv or None, "journals": list(j)} for p, lv, j in self.orphaned
+            ],
         }
 
 
-def sync(allocator: Allocator, client: Any, *, owner_prefix: str = OWNER_PREFIX) -> SyncResult:
+def sync(
+    client: Any,
+    *args: Any,
+    allocator: Allocator | None = None,
+    filters: Mapping[str, Any] | None = None,
+    owner_prefix: str = OWNER_PREFIX,
+    journal_dir: str | os.PathLike[str] | None = None,
+) -> SyncResult:
     """Mirror the daemon's container levels into ``allocator``.
 
-    Each container's level is reserved (shared) under ``<owner_prefix><id>``,
+    Each container's level is reserved (shared) under ``<owner_prefix><id>``
+    (custom levels first, so that ``s0:c1,c2,c3`` blocks the pairs below it),
     so the containers of one pod, and containers that share a level by
     mistake, hold one refcounted allocation: the level stays held while any
-    of them exists. Allocations under ``owner_prefix`` whose container no
-    longer exists are released first.
+    of them exists. A container labeled ``io.mcslabel.owner=<owner>`` (see
+    :func:`~mcslabel.integrations.docker.run_options`) at a level that owner
+    holds becomes a co-owner of that allocation. Allocations under
+    ``owner_prefix`` whose container no longer exists are released first;
+    the ``volume:`` owners of their relabeled volumes keep the level held and
+    are reported in ``orphaned``.
 
-    Custom levels (not an ``s0`` pair) are reserved before pairs, so that a
-    level such as ``s0:c1,c2,c3`` blocks the pairs it dominates. When the
-    registry refuses a custom level (it is comparable with a level held
-    already), the free pairs comparable with it are reserved under the
-    container's owner instead ("fenced", at most :data:`MAX_FENCE_PAIRS`):
-    nothing that container could read, or be read by, is handed out while
-    it exists. What the registry still refuses (a level held unshared by a
-    non-Docker owner) is reported in ``conflicts``, never raised.
+    ``filters`` (Docker's listing filters) limit which containers are
+    mirrored; nothing outside them is released. One container never stops
+    the others: what the registry refuses (a level held unshared by another
+    owner, dominance, outside its categories) is reported in ``conflicts``
+    and still recorded in use (``fenced``, :meth:`Allocator.record_in_use`),
+    so nothing comparable with it is handed out while it runs, whatever its
+    size; what does not parse is reported in ``unreadable``.
+
+    The old order ``sync(allocator, client)`` still works with a
+    :class:`DeprecationWarning`.
     """
-    from mcslabel.allocation.allocator import comparable_pairs, pair_at
+    from mcslabel.allocation import Allocator
 
-    everything = list(labels_in_use(client))
+    if isinstance(client, Allocator) and args:  # the old order: sync(allocator, client)
+        client, args = args[0], (client, *args[1:])
+    allocator = positional_allocator(args, allocator, "sync")
+    if allocator is None:
+        raise InvalidInput("sync needs allocator=...")
+    everything = list(labels_in_use(client, filters=filters))
     live = {owner_prefix + c.id for c in everything}
-    containers = [c for c in everything if c.level is not None and not c.disabled]
-    reserved: list[tuple[str, str]] = []
-    kept: list[tuple[str, str]] = []
-    released: list[tuple[str, str]] = []
-    fenced: list[tuple[str, str]] = []
-    conflicts: list[tuple[str, str, str]] = []
+    found = _Found()
 
     # Release first: a removed container's level must not block a new one's.
-    for allocation in allocator.list():
+    for allocation in allocator.allocations():
         for owner in allocation.owners:
             if owner.startswith(owner_prefix) and owner not in live:
                 if container_exists(client, owner[len(owner_prefix) :]):
-                    continue  # created after the listing (e.g. by a concurrent run())
+                    continue  # outside the filters, or created after the listing
                 with contextlib.suppress(UnknownAllocation):
                     allocator.release(allocation.level, owner=owner)
-                    released.append((str(allocation.level), owner))
+                    found.released.append((str(allocation.level), owner))
 
     def rank(c: ContainerLabel) -> tuple[bool, int, str]:
         assert c.level is not None
         return (c.level.is_pair and c.level.sensitivity == 0, -len(c.level.categories), c.id)
 
-    for c in sorted(containers, key=rank):
+    for c in everything:
+        if c.unreadable and not c.disabled:
+            found.unreadable.append(
+                (c.id, str(c.level_text), "the level does not parse, even as the kernel reads it")
+            )
+    labeled = [c for c in everything if c.level is not None and not c.disabled]
+    # Custom levels first, so that a level such as s0:c1,c2,c3 blocks the pairs it dominates.
+    for c in sorted(labeled, key=rank):
         assert c.level is not None
-        level_text, owner = str(c.level), owner_prefix + c.id
-        before = allocator.get(c.level)
         try:
-            allocator.reserve(c.level, owner, shared=True)
-        except DominanceConflict as exc:
-            pairs = sorted(set(comparable_pairs(c.level, allocator.categories)))
-            if c.level.is_pair or len(pairs) > MAX_FENCE_PAIRS:
-                conflicts.append((level_text, owner, str(exc)))
-                continue
-            for index in pairs:
-                pair = Level.pair(*pair_at(index, allocator.categories))
-                with contextlib.suppress(LabelInUse, DominanceConflict, InvalidLevel):
-                    allocator.reserve(pair, owner, shared=True)
-                    fenced.append((str(pair), owner))
-            continue
-        except (LabelInUse, InvalidLevel) as exc:
-            conflicts.append((level_text, owner, str(exc)))
-            continue
-        if before is not None and owner in before.owners:
-            kept.append((level_text, owner))
-        else:
-            reserved.append((level_text, owner))
-    return SyncResult(
-        tuple(reserved), tuple(kept), tuple(released), tuple(fenced), tuple(conflicts)
-    )
+            _mirror(allocator, c, c.level, owner_prefix + c.id, found)
+        except MCSLabelError as exc:  # one container never aborts the others
+            found.conflicts.append((str(c.level), owner_prefix + c.id, str(exc)))
+    for volume in volume_report(client, allocator, journal_dir=journal_dir):
+        if volume.orphaned:
+            level = "" if volume.level is None else str(volume.level)
+            found.orphaned.append((volume.path, level, tuple(str(j) for j in volume.journals)))
+    return found.result()
 
 
-__all__ = ["MAX_FENCE_PAIRS", "SyncResult", "sync"]
+@attrs.define
+class _Found:
+    reserved: list[tuple[str, str]] = attrs.field(factory=list)
+    kept: list[tuple[str, str]] = attrs.field(factory=list)
+    released: list[tuple[str, str]] = attrs.field(factory=list)
+    fenced: list[tuple[str, str]] = attrs.field(factory=list)
+    conflicts: list[tuple[str, str, str]] = attrs.field(factory=list)
+    adopted: list[tuple[str, str, str]] = attrs.field(factory=list)
+    unreadable: list[tuple[str, str, str]] = attrs.field(factory=list)
+    orphaned: list[tuple[str, str, tuple[str, ...]]] = attrs.field(factory=list)
+
+    def result(self) -> SyncResult:
+        return SyncResult(**{k: tuple(v) for k, v in attrs.asdict(self, recurse=False).items()})
+
+
+def _mirror(
+    allocator: Allocator, c: ContainerLabel, level: Level, owner: str, found: _Found
+) -> None:
+    before = allocator.get(level)
+    text = str(level)
+    if before is not None and owner in before.owners:
+        found.kept.append((text, owner))
+        return
+    if before is not None and c.adopted_by is not None and c.adopted_by in before.owners:
+        allocator.add_owner(level, owner)
+        found.adopted.append((text, owner, c.adopted_by))
+        return
+    try:
+        allocator.reserve(level, owner, shared=True)
+    except (DominanceConflict, LabelInUse, InvalidLevel) as exc:
+        found.conflicts.append((text, owner, str(exc)))
+        # Still in use: recorded, it blocks every level comparable with it, by rule.
+        with contextlib.suppress(InvalidLevel):
+            allocator.record_in_use(level, owner)
+            found.fenced.append((text, owner))
+        return
+    found.reserved.append((text, owner))
+
+
+__all__ = ["SyncResult", "sync"]
