@@ -22,7 +22,7 @@ pytestmark = pytest.mark.podman
 
 
 def _allocator(tmp_path: Path) -> Allocator:
-    return Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}"))
+    return Allocator(open_store(f"sqlite:///{tmp_path / 'labels.db'}", create=True))
 
 
 def _kinds(report: Any, *ids: str) -> set[str]:
@@ -78,7 +78,7 @@ def test_a_pod_shares_one_level_with_its_infra_container(
     assert "duplicate-level" not in {f.kind for f in report.findings}
     # sync: one allocation, one owner per container of the pod.
     allocator = _allocator(tmp_path)
-    result = podman.sync(allocator, podman_containers.client)
+    result = podman.sync(podman_containers.client, allocator=allocator)
     record = allocator.get("s0:c60,c61")
     assert record is not None
     assert {c.id for c in in_pod} == {o.removeprefix("podman:") for o in record.owners}
@@ -93,7 +93,7 @@ def test_sync_then_allocations_never_clash_and_engines_keep_their_owners(
     allocator = _allocator(tmp_path)
     allocator.reserve("s0:c7,c8", "docker:0123456789ab", shared=True)  # gone from dockerd
     allocator.reserve("s0:c5,c6", "svc:billing")
-    first = podman.sync(allocator, podman_containers.client)
+    first = podman.sync(podman_containers.client, allocator=allocator)
     assert {lv for lv, _ in first.reserved + first.fenced} >= {"s0:c10,c20,c30"}
     assert first.released == ()  # docker's and others' allocations are not podman's to free
     assert allocator.get("s0:c7,c8") is not None and allocator.get("s0:c5,c6") is not None
@@ -102,16 +102,16 @@ def test_sync_then_allocations_never_clash_and_engines_keep_their_owners(
         level = allocator.allocate(f"job:{i}").level
         assert not any(level.comparable(h) for h in held), level
     # dockerd's sync on the same registry leaves podman's owners alone too.
-    docker_result = docker_engine.sync(allocator, docker_client)
+    docker_result = docker_engine.sync(docker_client, allocator=allocator)
     assert not any(o.startswith("podman:") for _, o in docker_result.released)
-    assert any(o.startswith("podman:") for r in allocator.list() for o in r.owners)
+    assert any(o.startswith("podman:") for r in allocator.allocations() for o in r.owners)
     assert allocator.get("s0:c7,c8") is None  # that one was docker's, and its container is gone
     # A removed podman container's level is released by podman's sync.
     for made in podman_containers.created:
         made.remove(force=True)
-    again = podman.sync(allocator, podman_containers.client)
+    again = podman.sync(podman_containers.client, allocator=allocator)
     assert again.released and all(o.startswith("podman:") for _, o in again.released)
-    assert not any(o.startswith("podman:") for r in allocator.list() for o in r.owners)
+    assert not any(o.startswith("podman:") for r in allocator.allocations() for o in r.owners)
     assert allocator.get("s0:c5,c6") is not None
 
 
@@ -135,15 +135,16 @@ def test_run_and_rm_relabel_and_restore_a_volume(
         assert label.endswith(":" + started["level"])
         inspected = podman_client.api.inspect_container(started["id"])
         assert f"label=level:{started['level']}" in inspected["HostConfig"]["SecurityOpt"]
-        records = Allocator(open_store(store)).list()
-        assert [(str(r.level), r.owners) for r in records] == [
-            (started["level"], (started["owner"],))
+        records = Allocator(open_store(store)).allocations()
+        # The container and (issue 12) the privately relabeled volume hold the level.
+        assert [(str(r.level), set(r.owners)) for r in records] == [
+            (started["level"], {started["owner"], f"volume:{volume}"})
         ]
     finally:
         assert main(["podman", "rm", name, "--store", store]) == 0
     with pytest.raises(OSError, match="No data"):
         os.getxattr(volume / "f", "security.selinux")
-    assert list(Allocator(open_store(store)).list()) == []
+    assert list(Allocator(open_store(store)).allocations()) == []
 
 
 def test_cli_json_matches_docker_shape(
@@ -172,7 +173,9 @@ def test_audit_with_the_registry_names_real_owners(
     allocator.reserve("s0:c80,c81", "podman:" + mine.id, shared=True)
     allocator.reserve("s0:c82,c83", "docker:feedfacecafe")
     allocator.reserve("s0:c84,c85", "svc:billing")
-    report = podman.audit(podman_containers.client, allocator, filters=podman_containers.filters)
+    report = podman.audit(
+        podman_containers.client, allocator=allocator, filters=podman_containers.filters
+    )
     elsewhere = {
         f.containers[0]: f.message for f in report.findings if f.kind == "level-held-elsewhere"
     }

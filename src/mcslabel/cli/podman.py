@@ -37,6 +37,31 @@ def _add_common(parser: argparse.ArgumentParser, *, store: bool = True) -> None:
     add_json_flag(parser)
 
 
+def _add_filter_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--filter",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="listing filter, e.g. label=app=web or pod=NAME (repeatable)",
+    )
+
+
+def _add_journal_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        default=None,
+        help="where relabel journals are kept (default: /var/lib/mcslabel/journals as root)",
+    )
+
+
+def _short(owner: str) -> str:
+    """``podman:<64 hex>`` as ``podman:<12 hex>``, like podman's own tables."""
+    prefix, sep, rest = owner.partition(":")
+    return f"{prefix}:{rest[:12]}" if sep and prefix in ("podman", "docker") else owner
+
+
 def _key_values(items: list[str], flag: str) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for item in items:
@@ -71,6 +96,8 @@ def register(subparsers: Any) -> None:
         " are left alone). Exit 1 when there are conflicts.",
     )
     _add_common(sync)
+    _add_filter_flag(sync)
+    _add_journal_dir_flag(sync)
     sync.set_defaults(handler=_sync)
     audit = sub.add_parser(
         "audit",
@@ -79,13 +106,7 @@ def register(subparsers: Any) -> None:
         " has severity high. Registry checks run when --store or $MCSLABEL_STORE names one.",
     )
     _add_common(audit)
-    audit.add_argument(
-        "--filter",
-        metavar="KEY=VALUE",
-        action="append",
-        default=[],
-        help="listing filter, e.g. label=app=web or pod=NAME (repeatable)",
-    )
+    _add_filter_flag(audit)
     audit.set_defaults(handler=_audit)
     run = sub.add_parser(
         "run",
@@ -103,13 +124,16 @@ def register(subparsers: Any) -> None:
         default=[],
         help="bind volume; OPTS as for `mcslabel docker run` (repeatable)",
     )
+    run.add_argument(
+        "--join",
+        action="store_true",
+        help="a :Z volume that already holds a private level: run at that level (default: refuse)",
+    )
     run.add_argument("--name", default=None, help="container name")
     run.add_argument(
         "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
     )
-    run.add_argument(
-        "--journal-dir", metavar="DIR", default=None, help="where relabel journals are kept"
-    )
+    _add_journal_dir_flag(run)
     run.add_argument("image", metavar="IMAGE")
     run.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER)
     run.set_defaults(handler=_run)
@@ -134,23 +158,27 @@ def _client(args: argparse.Namespace) -> Any:
 def _sync(args: argparse.Namespace) -> int:
     from mcslabel.integrations.podman import sync
 
+    filters = _key_values(args.filter, "--filter")
     client = _client(args)
     with open_allocator(args.store, args.categories) as allocator:
-        result = sync(allocator, client)
+        result = sync(client, allocator=allocator, filters=filters, journal_dir=args.journal_dir)
     if args.json:
         print_json(result.to_dict())
-        return EXIT_CHECK_FAILED if result.conflicts else EXIT_OK
+        return EXIT_OK if result.ok else EXIT_CHECK_FAILED
     rows = [
-        (action, level, owner)
+        (action, level, _short(owner))
         for action in ("reserved", "kept", "released", "fenced")
         for level, owner in getattr(result, action)
     ]
-    rows += [("conflict", lv, f"{o}: {r}") for lv, o, r in result.conflicts]
+    rows += [("adopted", lv, f"{_short(o)} with {b}") for lv, o, b in result.adopted]
+    rows += [("conflict", lv, f"{_short(o)}: {r}") for lv, o, r in result.conflicts]
+    rows += [("unreadable", lv, f"podman:{i[:12]}: {r}") for i, lv, r in result.unreadable]
+    rows += [("orphaned", lv or "?", f"volume {p}") for p, lv, _ in result.orphaned]
     if rows:
         print_table(["action", "level", "owner"], rows)
     else:
         print("nothing to do: no container has a level and the registry holds none")
-    return EXIT_CHECK_FAILED if result.conflicts else EXIT_OK
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
 def _audit(args: argparse.Namespace) -> int:
@@ -163,7 +191,7 @@ def _audit(args: argparse.Namespace) -> int:
         allocator = (
             stack.enter_context(open_allocator(store_url, args.categories)) if store_url else None
         )
-        report = audit(client, allocator, filters=filters)
+        report = audit(client, allocator=allocator, filters=filters)
     if args.json:
         print_json(report.to_dict())
     else:
@@ -191,10 +219,12 @@ def _run(args: argparse.Namespace) -> int:
             name=args.name,
             labels=labels,
             journal_dir=args.journal_dir,
+            join=args.join,
         )
     if args.json:
         print_json(
             {
+                "ok": True,
                 "id": started.id,
                 "level": str(started.level),
                 "owner": started.owner,
@@ -211,11 +241,13 @@ def _rm(args: argparse.Namespace) -> int:
 
     client = _client(args)
     with open_allocator(args.store, args.categories) as allocator:
-        remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
+        removal = remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
-        print_json({"removed": args.container, "restored": not args.keep_labels})
+        print_json({"ok": True, **removal.to_dict()})
     else:
-        print(f"removed {args.container}")
+        print(f"removed {removal.id[:12]} ({removal.name}) at {removal.level}")
+        for path in removal.held_volumes:
+            print(f"volume {path} keeps {removal.level} held")
     return EXIT_OK
 
 

@@ -178,36 +178,54 @@ def labels_in_use(
     return list(engine.labels_in_use(client, filters=filters))
 
 
-def sync(allocator: Allocator, client: Any) -> engine.SyncResult:
-    """:func:`mcslabel.integrations.docker.sync`, owners ``podman:<id>``."""
-    result = engine.sync(PodmanOwners(allocator), client)  # type: ignore[arg-type]
+def sync(
+    client: Any,
+    *,
+    allocator: Allocator,
+    filters: Mapping[str, Any] | None = None,
+    journal_dir: str | os.PathLike[str] | None = None,
+) -> engine.SyncResult:
+    """:func:`mcslabel.integrations.docker.sync` for podman's containers, owners ``podman:<id>``."""
+    result = engine.sync(
+        client,
+        allocator=PodmanOwners(allocator),  # type: ignore[arg-type]
+        filters=filters,
+        journal_dir=journal_dir,
+    )
 
     def pairs(rows: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
         return tuple((level, real_owner(owner)) for level, owner in rows)
 
-    # evolve: fields this module does not know (yet) pass through unchanged.
+    def triples(rows: tuple[tuple[str, str, str], ...]) -> tuple[tuple[str, str, str], ...]:
+        return tuple((a, real_owner(b), real_owner(c)) for a, b, c in rows)
+
+    # evolve: fields this module does not map (unreadable ids, orphaned volumes) pass through.
     return attrs.evolve(
         result,
         reserved=pairs(result.reserved),
         kept=pairs(result.kept),
         released=pairs(result.released),
         fenced=pairs(result.fenced),
-        conflicts=tuple(
-            (level, real_owner(owner), real_owner(why)) for level, owner, why in result.conflicts
-        ),
+        conflicts=triples(result.conflicts),
+        adopted=triples(result.adopted),
     )
 
 
 def audit(
     client: Any,
-    allocator: Allocator | None = None,
     *,
+    allocator: Allocator | None = None,
     filters: Mapping[str, Any] | None = None,
     refused: Any = None,
 ) -> engine.AuditReport:
     """:func:`mcslabel.integrations.docker.audit` for podman's containers and owners."""
     view = None if allocator is None else PodmanOwners(allocator)
-    report = engine.audit(client, view, filters=filters, refused=refused)  # type: ignore[arg-type]
+    report = engine.audit(
+        client,
+        allocator=view,  # type: ignore[arg-type]
+        filters=filters,
+        refused=refused,
+    )
     findings = tuple(
         attrs.evolve(f, message=_podman_words(real_owner(f.message))) for f in report.findings
     )
@@ -239,9 +257,16 @@ def run(
     return attrs.evolve(started, owner=real_owner(started.owner))
 
 
-def remove(client: Any, container: Any, *, allocator: Allocator, restore: bool = True) -> None:
+def remove(
+    client: Any, container: Any, *, allocator: Allocator, restore: bool = True
+) -> engine.Removal:
     """:func:`mcslabel.integrations.docker.remove` on podman."""
-    engine.remove(client, container, allocator=PodmanOwners(allocator), restore=restore)  # type: ignore[arg-type]
+    return engine.remove(
+        client,
+        container,
+        allocator=PodmanOwners(allocator),  # type: ignore[arg-type]
+        restore=restore,
+    )
 
 
 __all__ = [
