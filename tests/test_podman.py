@@ -183,3 +183,22 @@ def test_audit_with_the_registry_names_real_owners(
     assert elsewhere[by_docker.id].endswith("gave to docker:feedfacecafe")
     assert elsewhere[by_service.id].endswith("gave to svc:billing")
     assert "other-engine" not in " ".join(f.message for f in report.findings)
+
+
+def test_the_adopted_pattern_runs_clean_on_podman(
+    podman_containers: PodmanContainers, tmp_path: Path
+) -> None:
+    allocator = _allocator(tmp_path)
+    allocation = allocator.allocate("svc:billing")
+    made = podman_containers.create(**_options(docker_engine.run_options(allocation)))
+    result = podman.sync(podman_containers.client, allocator=allocator)
+    assert result.conflicts == ()
+    assert (str(allocation.level), "podman:" + made.id, "svc:billing") in result.adopted
+    report = podman.audit(
+        podman_containers.client, allocator=allocator, filters=podman_containers.filters
+    )
+    assert {f.kind for f in report.findings} <= {"daemon-selinux-disabled"}, report.findings
+
+
+def _options(options: dict[str, Any]) -> dict[str, Any]:
+    return {"security_opt": options["security_opt"], "labels": options["labels"]}
