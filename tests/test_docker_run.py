@@ -304,7 +304,7 @@ def test_cli_run_and_rm(containers: Containers, tmp_path: Path) -> None:
     name = f"mcslabel-test-{containers.run_id}-cli"
     common = ["--store", store]
     done = subprocess.run(
-        [str(mcslabel), "docker", "run", *common, "--json", "--name", name,
+        [str(mcslabel), "docker", "run", *common, "--create-store", "--json", "--name", name,
          "--label", f"{TEST_LABEL}={containers.run_id}",
          "--journal-dir", str(tmp_path / "journals"),
          "-v", f"{data}:/data:Z", IMAGE, "sleep", "300"],

@@ -110,6 +110,7 @@ def test_done_when_audit_sync_allocate_remove(containers: Containers, store_url:
     synced = _cli(
         "docker",
         "sync",
+        "--create-store",
         "--store",
         store_url,
         "--categories",
@@ -278,3 +279,17 @@ def test_sync_keeps_a_container_created_after_its_listing(
         _ListedBeforeCreate(containers.client), allocator=allocator, filters=containers.filters
     )
     assert result.released == (("s0:c1,c4", OWNER_PREFIX + c.id),)
+
+
+def test_docker_commands_never_create_a_mistyped_store(
+    containers: Containers, tmp_path: Path
+) -> None:
+    typo = tmp_path / "typo" / "labels.db"
+    mine = ["--filter", "label=" + containers.filters["label"]]
+    audited = _cli("docker", "audit", "--store", f"sqlite:///{typo}", *mine, check=False)
+    synced = _cli("docker", "sync", "--store", f"sqlite:///{typo}", *mine, check=False)
+    assert (audited.returncode, synced.returncode) == (2, 2), audited.stderr + synced.stderr
+    assert not typo.parent.exists()
+    created = _cli("docker", "sync", "--store", f"sqlite:///{typo}", "--create-store", *mine)
+    assert created.returncode == 0, created.stderr
+    assert typo.exists()

@@ -61,8 +61,17 @@ def test_orchestration_examples_run(
     with pytest.raises(OSError, match="No data available"):
         os.getxattr(data, "security.selinux")
 
-    exec(compile(sdk_example, "docs/orchestration.md", "exec"), {})
-    assert list(allocator.owned_by("my-orchestrator:job-42")) == []
+    sdk: dict[str, Any] = {}
+    try:
+        exec(compile(sdk_example, "docs/orchestration.md", "exec"), sdk)
+    finally:
+        if "container" in sdk:
+            with contextlib.suppress(Exception):
+                sdk["container"].remove(force=True)
+    # sync adopted the container as job-42's (no conflict), and nothing is left held.
+    assert sdk["adopted"].ok and sdk["adopted"].adopted
+    assert allocator.owned_by("my-orchestrator:job-42") == []
+    assert allocator.get(sdk["allocation"].level) is None
 
 
 def test_pytest_page_example_runs_in_a_fresh_project(

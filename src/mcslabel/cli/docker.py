@@ -6,7 +6,7 @@ import argparse
 import contextlib
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mcslabel.cli._common import (
     EXIT_CHECK_FAILED,
@@ -20,6 +20,9 @@ from mcslabel.cli._common import (
     print_table,
 )
 from mcslabel.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from mcslabel.allocation import Allocator
 from mcslabel.errors import show_input as _q
 
 
@@ -49,6 +52,30 @@ def _add_journal_dir_flag(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         default=None,
         help="where relabel journals are kept (default: /var/lib/mcslabel/journals as root)",
+    )
+
+
+def _add_store_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
+    add_store_flag(parser)
+    if create:
+        parser.add_argument(
+            "--create-store",
+            action="store_true",
+            help="create the store at --store if it does not exist yet"
+            " (the default host store is always created on first use)",
+        )
+
+
+def _open(
+    args: argparse.Namespace, url: str | None = None, *, read_only: bool = False
+) -> contextlib.AbstractContextManager[Allocator]:
+    """The registry: never created at an explicit path without --create-store."""
+    create = True if getattr(args, "create_store", False) else None
+    return open_allocator(
+        url if url is not None else args.store,
+        args.categories,
+        create=None if read_only else create,
+        read_only=read_only,
     )
 
 
@@ -83,7 +110,7 @@ def register(subparsers: Any) -> None:
         " exit 1 when there are any.",
     )
     _add_host_flag(sync)
-    add_store_flag(sync)
+    _add_store_flags(sync, create=True)
     add_categories_flag(sync)
     _add_filter_flag(sync)
     _add_journal_dir_flag(sync)
@@ -117,7 +144,7 @@ def _register_run(sub: Any) -> None:
         " is restored. Undo it all with `mcslabel docker rm`.",
     )
     _add_host_flag(run)
-    add_store_flag(run)
+    _add_store_flags(run, create=True)
     add_categories_flag(run)
     run.add_argument(
         "-v",
@@ -197,7 +224,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     filters = _filters(args.filter)
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         result = sync(client, allocator=allocator, filters=filters, journal_dir=args.journal_dir)
     if args.json:
         print_json(result.to_dict())
@@ -228,7 +255,7 @@ def _audit(args: argparse.Namespace) -> int:
     store_url = args.store or os.environ.get("MCSLABEL_STORE")
     with contextlib.ExitStack() as stack:
         allocator = (
-            stack.enter_context(open_allocator(store_url, args.categories)) if store_url else None
+            stack.enter_context(_open(args, store_url, read_only=True)) if store_url else None
         )
         report = audit(client, allocator=allocator, filters=filters)
     if args.json:
@@ -254,7 +281,7 @@ def _run(args: argparse.Namespace) -> int:
             raise InvalidInput(f"--label {_q(item)} must be KEY=VALUE")
         labels[key] = value
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         started = run(
             client,
             args.image,
@@ -285,7 +312,7 @@ def _rm(args: argparse.Namespace) -> int:
     from mcslabel.integrations.docker import remove
 
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         removal = remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
         print_json({"ok": True, **removal.to_dict()})
@@ -302,7 +329,7 @@ def _volumes(args: argparse.Namespace) -> int:
     if (args.action == "list") != (args.path is None):
         raise InvalidInput("usage: mcslabel docker volumes [list | restore PATH | forget PATH]")
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args, read_only=args.action == "list") as allocator:
         found = volume_report(client, allocator, journal_dir=args.journal_dir)
         if args.action != "list":
             settle = restore_volume if args.action == "restore" else forget_volume

@@ -112,7 +112,7 @@ def journal_root(journal: str | os.PathLike[str]) -> tuple[str, Level | None] | 
         return None
     if isinstance(level, LevelRange):
         level = level.high
-    return header.root, level
+    return os.path.realpath(header.root), level
 
 
 def _journals_in(journal_dir: Path) -> Iterator[Path]:
@@ -241,6 +241,11 @@ def _settle(
             + ", ".join(c[:12] for c in volume.containers),
             level="" if volume.level is None else str(volume.level),
             holder=volume.containers[0],
+        )
+    if restore and not volume.journals:
+        raise InvalidInput(
+            f"volume {volume.path} has no journal to restore its old labels from"
+            " (kept with --keep-labels?); forget it to release its level"
         )
     restore_journals(list(volume.journals), restore=restore)
     release_volume(allocator, volume.path)
