@@ -155,7 +155,11 @@ def test_bad_input_exits_2(
 
 def test_named_allocation_joins(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     store = f"sqlite:///{tmp_path / 'labels.db'}"
-    first = _cli(capsys, "--namespace", "team-a", "--owner", "kube:node1", "--store", store)
+    refused = _cli(capsys, "--namespace", "team-a", "--owner", "kube:node1", "--store", store)
+    assert refused[0] == 2 and "--create-store" in refused[2]
+    first = _cli(
+        capsys, "--namespace", "team-a", "--owner", "kube:node1", "--store", store, "--create-store"
+    )
     again = _cli(capsys, "--name", "ns/team-a", "--owner", "kube:node2", "--store", store)
     other = _cli(capsys, "--namespace", "team-b", "--owner", "kube:node1", "--store", store)
     assert first[0] == again[0] == other[0] == 0

@@ -124,6 +124,11 @@ def test_run_and_rm_relabel_and_restore_a_volume(
     store = f"sqlite:///{tmp_path / 'labels.db'}"
     name = f"mcslabel-test-run-{os.getpid()}"
     args = ["--store", store, "--journal-dir", str(tmp_path / "journals")]
+    # As the docker commands: no store is created at an explicit path without --create-store.
+    assert main(["podman", "sync", "--store", store]) == 2
+    assert "--create-store" in capsys.readouterr().err
+    assert not (tmp_path / "labels.db").exists()
+    args.append("--create-store")
     code = main(["podman", "run", *args, "-v", f"{volume}:/data:Z", "--name", name, "--json",
                  "mcslabel-busybox:test", "sleep", "300"])  # fmt: skip
     out = capsys.readouterr().out
@@ -152,7 +157,7 @@ def test_cli_json_matches_docker_shape(
 ) -> None:
     podman_containers.create(security_opt=["label=level:s0:c70,c71"])
     store = f"sqlite:///{tmp_path / 'labels.db'}"
-    assert main(["podman", "sync", "--store", store, "--json"]) in (0, 1)
+    assert main(["podman", "sync", "--store", store, "--create-store", "--json"]) in (0, 1)
     data = json.loads(capsys.readouterr().out)
     assert set(data) == set(docker_engine.SyncResult().to_dict())
     assert any(r["level"] == "s0:c70,c71" for r in data["reserved"])

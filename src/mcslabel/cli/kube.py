@@ -10,10 +10,9 @@ from mcslabel.cli._common import (
     EXIT_INPUT,
     EXIT_OK,
     add_categories_flag,
-    add_store_flag,
-    open_allocator,
     print_json,
 )
+from mcslabel.cli.docker import _add_store_flags, _open
 from mcslabel.cli.translate import add_translate_flags, untranslated
 from mcslabel.context import Context
 from mcslabel.errors import InvalidInput, PolicyError
@@ -55,7 +54,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="mark a new named allocation persistent (volumes will carry it)",
     )
-    add_store_flag(ctx)
+    _add_store_flags(ctx, create=True)  # as the docker commands: --create-store for a new path
     add_categories_flag(ctx)
     ctx.add_argument(
         "-o",
@@ -119,7 +118,7 @@ def _security_context(args: argparse.Namespace) -> int:
         name = args.name or namespace_allocation_name(args.namespace)
         if not args.owner:
             raise InvalidInput("--name/--namespace allocate a level: give its --owner")
-        with open_allocator(args.store, args.categories) as allocator:
+        with _open(args) as allocator:
             level = allocator.allocate(args.owner, name=name, persistent=args.persistent).level
     data = selinux_options(level, process=process, level_only=args.level_only)
     if args.output == "yaml":

@@ -14,16 +14,15 @@ from mcslabel.cli._common import (
     EXIT_OK,
     add_categories_flag,
     add_json_flag,
-    add_store_flag,
-    open_allocator,
     print_json,
     print_table,
 )
+from mcslabel.cli.docker import _add_store_flags, _open
 from mcslabel.errors import InvalidInput
 from mcslabel.errors import show_input as _q
 
 
-def _add_common(parser: argparse.ArgumentParser, *, store: bool = True) -> None:
+def _add_common(parser: argparse.ArgumentParser, *, create: bool = True) -> None:
     parser.add_argument(
         "--podman-host",
         metavar="URL",
@@ -31,8 +30,8 @@ def _add_common(parser: argparse.ArgumentParser, *, store: bool = True) -> None:
         help="podman's API socket (default: $CONTAINER_HOST, else"
         " unix:///run/podman/podman.sock; start it with podman system service)",
     )
-    if store:
-        add_store_flag(parser)
+    # The docker commands' store rules: never created at an explicit path without --create-store.
+    _add_store_flags(parser, create=create)
     add_categories_flag(parser)
     add_json_flag(parser)
 
@@ -105,7 +104,7 @@ def register(subparsers: Any) -> None:
         description="Audit podman's containers (running and stopped). Exit 1 when a finding"
         " has severity high. Registry checks run when --store or $MCSLABEL_STORE names one.",
     )
-    _add_common(audit)
+    _add_common(audit, create=False)
     _add_filter_flag(audit)
     audit.set_defaults(handler=_audit)
     run = sub.add_parser(
@@ -160,7 +159,7 @@ def _sync(args: argparse.Namespace) -> int:
 
     filters = _key_values(args.filter, "--filter")
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         result = sync(client, allocator=allocator, filters=filters, journal_dir=args.journal_dir)
     if args.json:
         print_json(result.to_dict())
@@ -189,7 +188,7 @@ def _audit(args: argparse.Namespace) -> int:
     store_url = args.store or os.environ.get("MCSLABEL_STORE")
     with contextlib.ExitStack() as stack:
         allocator = (
-            stack.enter_context(open_allocator(store_url, args.categories)) if store_url else None
+            stack.enter_context(_open(args, store_url, read_only=True)) if store_url else None
         )
         report = audit(client, allocator=allocator, filters=filters)
     if args.json:
@@ -209,7 +208,7 @@ def _run(args: argparse.Namespace) -> int:
     volumes = [Volume.parse(v) for v in args.volume]
     labels = {k: v[-1] for k, v in _key_values(args.label, "--label").items()}
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         started = run(
             client,
             args.image,
@@ -240,7 +239,7 @@ def _rm(args: argparse.Namespace) -> int:
     from mcslabel.integrations.podman import remove
 
     client = _client(args)
-    with open_allocator(args.store, args.categories) as allocator:
+    with _open(args) as allocator:
         removal = remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
         print_json({"ok": True, **removal.to_dict()})
