@@ -18,6 +18,7 @@ APT_PACKAGES=(
   checkpolicy policycoreutils semodule-utils selinux-utils setools attr zstd make openssl
   libsepol2  # mcslabel.verification.sepol loads libsepol.so.2 with ctypes (verify)
   docker.io busybox-static etcd-server etcd-client
+  podman catatonit netavark  # second engine (mcslabel podman); catatonit: pod infra containers
 )
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -14,6 +14,9 @@ from tests.docker_env import containers, docker_client  # noqa: F401
 # The real 3-member etcd cluster fixtures (etcd_cluster, private_etcd_cluster, etcd_prefix).
 from tests.etcd_cluster import etcd_cluster, etcd_prefix, private_etcd_cluster  # noqa: F401
 
+# A real podman (its Docker-compatible API) and self-cleaning podman containers and pods.
+from tests.podman_env import podman_client, podman_containers  # noqa: F401
+
 # CI machines are small and shared: judge properties, not generation speed.
 settings.register_profile(
     "mcslabel",

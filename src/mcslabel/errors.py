@@ -33,6 +33,10 @@ class InvalidContext(InvalidInput):
     """A malformed SELinux security context."""
 
 
+class TranslationError(InvalidInput):
+    """An mcstrans name that no ``setrans.conf`` entry translates (or translation is off)."""
+
+
 # --- environment and policy -------------------------------------------------
 
 
@@ -128,6 +132,10 @@ class JournalError(RelabelError):
     """A relabel journal is missing, unreadable or damaged."""
 
 
+class ContextMountError(RelabelError):
+    """A context mount failed, or the kernel did not apply its context (nothing was labeled)."""
+
+
 # --- docker -----------------------------------------------------------------
 
 
@@ -152,6 +160,7 @@ class NoFileContext(InvalidInput):
 
 __all__ = [
     "AllocationError",
+    "ContextMountError",
     "DockerError",
     "DominanceConflict",
     "InvalidContext",
@@ -172,6 +181,7 @@ __all__ = [
     "StoreNotFound",
     "StoreOutcomeUnknown",
     "StoreUnavailable",
+    "TranslationError",
     "UnknownAllocation",
     "UnknownPolicyName",
     "show_input",

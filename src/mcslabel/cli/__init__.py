@@ -25,8 +25,12 @@ SUBCOMMAND_MODULES = (
     "mcslabel.cli.policy",
     "mcslabel.cli.alloc",
     "mcslabel.cli.docker",
+    "mcslabel.cli.podman",
     "mcslabel.cli.verify",
     "mcslabel.cli.relabel",
+    "mcslabel.cli.kube",
+    "mcslabel.cli.mount",
+    "mcslabel.cli.translate",
 )
 
 

@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 from mcslabel.cli._common import EXIT_OK, add_json_flag, print_json
+from mcslabel.cli.translate import add_translate_flags, untranslated
 from mcslabel.context import Context
 from mcslabel.level import Level, LevelRange, parse_level_or_range
 
@@ -26,12 +27,13 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--categories", type=int, default=1024, help="category count to validate against"
     )
+    add_translate_flags(parser)
     add_json_flag(parser)
     parser.set_defaults(handler=_check)
 
 
 def _check(args: argparse.Namespace) -> int:
-    text: str = args.label
+    text: str = untranslated(args, args.label)
     data: dict[str, Any]
     if text.count(":") >= 2 and not _LEVEL_START.match(text):
         ctx = Context.parse(text, categories=args.categories)
