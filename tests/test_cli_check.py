@@ -33,10 +33,38 @@ def test_check_level_json(capsys: pytest.CaptureFixture[str]) -> None:
         "sensitivity": 0,
         "categories": [0, 1, 2],
         "is_pair": False,
+        "policy": "/etc/selinux/default/policy/policy.33",
     }
 
 
-@pytest.mark.parametrize("bad", ["s0:c1024", "SystemLow", "s0:c5.c3", "u:r", "u:r:t:s0:c1,c1"])
+def test_check_prints_libsepol_canonical_form(capsys: pytest.CaptureFixture[str]) -> None:
+    for text, canonical in [
+        ("s0-s0", "s0"),
+        ("s0:c1,c2-s0:c1,c2", "s0:c1,c2"),
+        ("s0:c1,c1", "s0:c1"),
+        ("s0:c0.c5,c3", "s0:c0.c5"),
+        ("u:r:t:s0-s0", "u:r:t:s0"),
+    ]:
+        assert main(["check", text]) == 0
+        assert capsys.readouterr().out == canonical + "\n"
+
+
+def test_check_sensitivities_come_from_the_policy(
+    centos_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Both policies are s0-only MCS policies: s1 is not a level there.
+    assert main(["check", "s1"]) == 2
+    assert "s0 only" in capsys.readouterr().err
+    assert main(["check", "s1:c1,c2", "--policy-root", str(centos_root)]) == 2
+    assert "s1" in capsys.readouterr().err
+    assert main(["check", "s1", "--no-policy"]) == 0
+    assert main(["check", "s1", "--sensitivities", "2"]) == 0
+    assert main(["check", "s0:c1024", "--categories", "2048"]) == 0
+    capsys.readouterr()
+    assert main(["check", "s0", "--no-policy", "--policy-root", str(centos_root)]) == 2
+
+
+@pytest.mark.parametrize("bad", ["s0:c1024", "SystemLow", "s0:c5.c3", "s0:c5.c5", "u:r", "u:r:t:s0:c5.c5"])
 def test_check_bad_input_exit_2_one_line(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", bad]) == 2
     err = capsys.readouterr().err
