@@ -28,8 +28,7 @@ from typing import Any, Literal
 import attrs
 
 from mcslabel.context import Context
-from mcslabel.errors import InvalidContext, InvalidInput, NoFileContext, PolicyError
-from mcslabel.errors import show_input as _q
+from mcslabel.errors import InvalidContext, InvalidInput, NoFileContext, PolicyError, show_input
 from mcslabel.verification import _bindings
 from mcslabel.verification.policy import PolicyRoot
 
@@ -59,9 +58,9 @@ def normalize_path(path: str | os.PathLike[str]) -> str:
     if not isinstance(text, str):
         raise InvalidInput(f"path must be text, not {type(text).__name__}")
     if not text or "\0" in text:
-        raise InvalidInput(f"path {_q(text)} is empty or contains NUL")
+        raise InvalidInput(f"path {show_input(text)} is empty or contains NUL")
     if not text.startswith("/"):
-        raise InvalidInput(f"path {_q(text)} must be absolute")
+        raise InvalidInput(f"path {show_input(text)} must be absolute")
     normalized = os.path.normpath(text)
     # normpath keeps a leading '//' (POSIX); the labeling lookup must not see it.
     return "/" + normalized.lstrip("/")
@@ -119,7 +118,7 @@ def resolve_under(root: str, path: str) -> str:
         if parts and os.path.islink(candidate):
             links += 1
             if links > MAX_SYMLINKS:
-                raise InvalidInput(f"too many symlinks resolving {_q(path)} under {root}")
+                raise InvalidInput(f"too many symlinks resolving {show_input(path)} under {root}")
             try:
                 target = os.readlink(candidate)
             except OSError as exc:
