@@ -250,7 +250,7 @@ def test_bad_input(
 def test_not_a_policy(tmp_path: Path) -> None:
     bogus = tmp_path / "policy.33"
     bogus.write_bytes(os.urandom(4096))
-    with pytest.raises(PolicyError, match="not a loadable binary policy"):
+    with pytest.raises(PolicyError, match="not a binary SELinux policy"):
         verify(policy=bogus, paths=(), domain="container_t", file_type="container_file_t")
 
 

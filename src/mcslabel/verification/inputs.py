@@ -20,7 +20,7 @@ from mcslabel.errors import (
     UnknownPolicyName,
     show_input,
 )
-from mcslabel.level import Level
+from mcslabel.level import Level, LevelRange, parse_level_or_range
 from mcslabel.verification._bindings import setools_error
 from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
 from mcslabel.verification.report import DEFAULT_LEVEL, DEFAULT_PERMS
@@ -67,62 +67,134 @@ def check_class_perms(policy: Policy, perms: Mapping[str, Sequence[str]]) -> Non
 
 
 def resolve_perms(
-    classes: Sequence[str], perms: Mapping[str, Sequence[str]] | None
+    classes: Sequence[str], perms: Mapping[str, Sequence[str]] | None, policy: Policy
 ) -> dict[str, tuple[str, ...]]:
+    """The (class, permissions) to check, every name checked against ``policy``.
+
+    A permission given for a class that is not checked is an error, never dropped.
+    """
     if isinstance(classes, str):
         raise InvalidInput("classes must be a sequence of class names, not one string")
+    given = dict(perms or {})
+    for tclass in classes:
+        class_perms(policy, tclass)  # an unknown class is named as such
+    stray = [c for c in given if c not in classes]
+    if stray:
+        raise InvalidInput(
+            f"permissions are given for class {show_input(stray[0])}"
+            f" ({stray[0]}:{','.join(given[stray[0]])}), which is not among the classes"
+            f" checked ({', '.join(classes) or 'none'}): add that class or drop the permission"
+        )
     result: dict[str, tuple[str, ...]] = {}
     for tclass in classes:
-        chosen = (perms or {}).get(tclass, DEFAULT_PERMS.get(tclass))
+        chosen = given.get(tclass, DEFAULT_PERMS.get(tclass))
         if not chosen:
-            raise InvalidInput(f"no permissions given for class {show_input(tclass)}")
+            raise InvalidInput(
+                f"no permissions given for class {show_input(tclass)}: it has no default"
+                " set, name them (--perm CLASS:PERM)"
+            )
         if isinstance(chosen, str):
             raise InvalidInput(f"permissions for {tclass!r} must be a sequence, not one string")
         result[tclass] = tuple(dict.fromkeys(chosen))
     if not result:
         raise InvalidInput("no classes to check")
+    check_class_perms(policy, result)
     return result
 
 
-def resolve_level(value: Level | str | None, policy: Policy) -> Level:
+def lookup_domain(policy: Policy, name: str) -> Any:
+    """The process type ``name`` (aliases resolve); a file or other non-domain type is refused."""
+    found = lookup_type(policy, name, "domain")
+    sp = policy.setools_policy
+    try:
+        domain_attribute = sp.lookup_typeattr("domain")
+    except setools_error("InvalidType"):
+        return found  # a policy without refpolicy's 'domain' attribute: trust the caller
+    if domain_attribute not in set(found.attributes()):
+        raise InvalidInput(
+            f"{show_input(name)} is not a domain (a process type) in {policy.path}:"
+            " it lacks the 'domain' attribute; pass the type the container runs as"
+            " (lxc_contexts' process type, e.g. container_t)"
+        )
+    return found
+
+
+def resolve_level(value: Level | LevelRange | str | None, policy: Policy) -> Level | LevelRange:
+    """The process level or range, checked against ``policy``'s sensitivities and categories.
+
+    A range whose ends are equal is its level (``s0-s0`` is ``s0``).
+    """
+    cats, sens = policy.categories, policy.sensitivities
     if value is None:
-        level = DEFAULT_LEVEL
-    elif isinstance(value, Level):
-        level = value
-    elif isinstance(value, str):
-        level = Level.parse(value, categories=policy.categories, sensitivities=policy.sensitivities)
-    else:
-        raise InvalidLevel(f"level must be a Level or text, not {type(value).__name__}")
-    if level.sensitivity >= policy.sensitivities or any(
-        c >= policy.categories for c in level.categories
-    ):
-        raise InvalidLevel(f"level {level} is outside {policy.path}'s s0..c{policy.categories - 1}")
-    return level
+        value = DEFAULT_LEVEL
+    if isinstance(value, str):
+        return parse_level_or_range(value, categories=cats, sensitivities=sens)
+    if isinstance(value, LevelRange):
+        value.low.check(categories=cats, sensitivities=sens)
+        value.high.check(categories=cats, sensitivities=sens)
+        return value.low if value.low == value.high else value
+    if isinstance(value, Level):
+        return value.check(categories=cats, sensitivities=sens)
+    raise InvalidLevel(f"level must be a Level, a LevelRange or text, not {type(value).__name__}")
 
 
-def held_levels(store: object) -> tuple[Level, ...]:
-    """Levels held in ``store``: a label store (``snapshot().allocations``), an
-    object with ``.list()`` of allocations with ``.level``, or an iterable of
-    levels (``Level`` or text)."""
+def held_levels(source: object) -> tuple[Level, ...]:
+    """Levels held in ``source``: a label store (``snapshot().allocations``), an
+    allocator (its store), an object with ``.list()`` of allocations, or an
+    iterable of levels (``Level`` or text). Each level is listed once."""
     items: Iterable[Any]
-    lister = getattr(store, "list", None)
-    snapshot = getattr(store, "snapshot", None)
-    if callable(lister):
-        items = (getattr(a, "level", a) for a in lister())
-    elif callable(snapshot):
+    inner = getattr(source, "store", None)
+    if inner is not None and callable(getattr(inner, "snapshot", None)):
+        source = inner  # an Allocator: read its store, not its cached view
+    lister = getattr(source, "list", None)
+    snapshot = getattr(source, "snapshot", None)
+    if callable(snapshot):
         items = (a.level for a in snapshot().allocations)
-    elif isinstance(store, Iterable) and not isinstance(store, (str, bytes)):
-        items = store
+    elif callable(lister):
+        items = (getattr(a, "level", a) for a in lister())
+    elif isinstance(source, Iterable) and not isinstance(source, (str, bytes)):
+        items = source
     else:
         raise InvalidInput(
-            f"store {show_input(store)} has no list() and is not an iterable of levels"
+            f"{show_input(source)} is not a label store, an allocator nor an iterable of levels"
         )
     levels: list[Level] = []
     for item in items:
-        level = item if isinstance(item, Level) else Level.parse(str(item))
+        level = Level.coerce(item)
         if level not in levels:
             levels.append(level)
     return tuple(levels)
+
+
+def held_from(
+    store: object = None, allocator: object = None, held: Iterable[Level | str] | None = None
+) -> tuple[Level, ...]:
+    """The held levels :func:`~mcslabel.verification.verifier.verify` checks against.
+
+    ``store`` is a label store or its URL (opened and closed here),
+    ``allocator`` an :class:`~mcslabel.allocation.allocator.Allocator`,
+    ``held`` levels given directly; all of them together, each level once.
+    """
+    found: list[Level] = []
+    if isinstance(store, (str, os.PathLike)):
+        from mcslabel.allocation.stores import open_store
+
+        opened = open_store(os.fspath(store))
+        try:
+            found.extend(held_levels(opened))
+        finally:
+            opened.close()
+    elif store is not None:
+        found.extend(held_levels(store))
+    if allocator is not None:
+        if getattr(allocator, "store", None) is None:
+            raise InvalidInput(f"allocator {show_input(allocator)} is not an Allocator")
+        found.extend(held_levels(allocator))
+    if held is not None:
+        if isinstance(held, (str, Level)):
+            held = [held]
+        found.extend(held_levels(held))
+    return tuple(dict.fromkeys(found))
 
 
 def resolve_policy(
@@ -155,7 +227,9 @@ def check_booleans(policy: Policy, overrides: Mapping[str, bool]) -> dict[str, b
     return result
 
 
-def source_context(policy: Policy, contexts: Any, domain: str, level: Level) -> Context:
+def source_context(
+    policy: Policy, contexts: Any, domain: str, level: Level | LevelRange
+) -> Context:
     sp = policy.setools_policy
     user, role = ("system_u", "system_r")
     if contexts is not None:
@@ -179,7 +253,9 @@ __all__ = [
     "check_class_perms",
     "check_types",
     "class_perms",
+    "held_from",
     "held_levels",
+    "lookup_domain",
     "lookup_type",
     "resolve_level",
     "resolve_perms",

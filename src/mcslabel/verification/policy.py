@@ -149,16 +149,39 @@ def _root_policy_file(root: PolicyRoot | None) -> Path:
     return root.policy_file
 
 
+#: The first four bytes of every kernel binary policy (POLICYDB_MAGIC, little-endian).
+BINARY_POLICY_MAGIC = bytes.fromhex("8cff7cf9")
+
+
+def _check_magic(path: str) -> None:
+    # SETools would take anything else for a policy.conf and say "Source
+    # policies are not supported", which names the wrong problem.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    if head != BINARY_POLICY_MAGIC:
+        raise PolicyError(
+            f"{path} is not a binary SELinux policy (no policy magic number);"
+            " pass a compiled policy.NN (checkpolicy/semodule output)"
+        )
+
+
 @functools.lru_cache(maxsize=8)
 def _load(path: str, root: PolicyRoot | None) -> Policy:
     # Policies are immutable files in practice and a load costs ~0.1 s: cache.
     setools = _bindings.setools()
     if not Path(path).is_file():
         raise PolicyError(f"policy file {path} does not exist")
+    _check_magic(path)
     try:
         sp = setools.SELinuxPolicy(path)
     except (setools.exception.InvalidPolicy, OSError, ValueError) as exc:
-        raise PolicyError(f"{path} is not a loadable binary policy: {exc}") from exc
+        # The magic matched: a binary policy that libsepol cannot read through.
+        raise PolicyError(
+            f"{path} is a damaged or truncated binary policy: libsepol cannot read it"
+        ) from exc
     mls = bool(sp.mls)
     return Policy(
         path=Path(path),
@@ -172,6 +195,7 @@ def _load(path: str, root: PolicyRoot | None) -> Policy:
 
 
 __all__ = [
+    "BINARY_POLICY_MAGIC",
     "SELINUX_DIR",
     "Policy",
     "PolicyRoot",

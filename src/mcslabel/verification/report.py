@@ -16,7 +16,8 @@ from typing import Any
 import attrs
 
 from mcslabel.context import Context
-from mcslabel.level import Level
+from mcslabel.errors import InvalidInput, show_input
+from mcslabel.level import Level, LevelRange
 
 #: Host paths checked by default.
 DEFAULT_PATHS = ("/var", "/root", "/home")
@@ -64,6 +65,10 @@ def _cross_default() -> Mapping[str, frozenset[str]]:
 
 def _perm_map(value: Mapping[str, Iterable[str]]) -> Mapping[str, frozenset[str]]:
     return {str(k): frozenset(v) for k, v in value.items()}
+
+
+class NotChecked(InvalidInput):
+    """A report was asked for a cell (path, class, permission) it did not check."""
 
 
 @attrs.frozen
@@ -176,9 +181,12 @@ class Check:
 
     @property
     def booleans(self) -> tuple[str, ...]:
-        """Booleans that matter: a verified flip that opens a denial, or the
-        booleans of the conditional rules granting an allow."""
+        """Booleans that matter: a verified flip that opens a denial, or, for an
+        allow that only conditional rules grant, the booleans it depends on."""
         if self.allowed:
+            # An unconditional grant makes the allow independent of every boolean.
+            if any(g.conditional is None for g in self.grants):
+                return ()
             names: list[str] = []
             for g in self.grants:
                 if g.conditional is not None:
@@ -212,12 +220,15 @@ class PathResult:
     context: Context
     source: str
     checks: tuple[Check, ...]
+    #: Which rule gave the context (file_contexts line, genfscon, xattr).
+    rule: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "path": self.path,
             "context": str(self.context),
             "source": self.source,
+            "rule": self.rule,
             "checks": [c.to_dict() for c in self.checks],
         }
 
@@ -277,7 +288,8 @@ class Report:
 
     policy: str
     domain: str
-    level: Level
+    #: The process level, or its range for a ranged process.
+    level: Level | LevelRange
     paths: tuple[PathResult, ...]
     mcs: McsResult
     permissive: bool = False
@@ -313,13 +325,20 @@ class Report:
         return not self.violations
 
     def check(self, path: str, tclass: str, perm: str) -> Check:
-        """The check of one cell; KeyError when it was not computed."""
+        """The check of one cell.
+
+        Raises :class:`NotChecked` (an :class:`~mcslabel.errors.InvalidInput`)
+        naming what was checked when that cell was not.
+        """
         for p in self.paths:
             if p.path == path:
                 for c in p.checks:
                     if (c.tclass, c.perm) == (tclass, perm):
                         return c
-        raise KeyError((path, tclass, perm))
+                cells = ", ".join(f"{c.tclass}:{c.perm}" for c in p.checks)
+                raise NotChecked(f"{tclass}:{perm} was not checked on {path} (checked: {cells})")
+        known = ", ".join(p.path for p in self.paths) or "none"
+        raise NotChecked(f"path {show_input(path)} was not checked (checked: {known})")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -359,6 +378,7 @@ __all__ = [
     "McsCheck",
     "McsResult",
     "MustBlock",
+    "NotChecked",
     "PathResult",
     "Reason",
     "Report",

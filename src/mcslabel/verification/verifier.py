@@ -20,20 +20,21 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
 from mcslabel.context import Context
 from mcslabel.errors import InvalidInput, InvalidLevel, MCSLabelError, PolicyNotMLS
-from mcslabel.level import Level
+from mcslabel.level import Level, LevelRange
 from mcslabel.verification.engine import Decider, audit2why_decision, decide, decisions
 from mcslabel.verification.filecontexts import PathContext, path_context
 from mcslabel.verification.inputs import (
     check_booleans,
-    check_class_perms,
+    held_from,
     held_levels,
+    lookup_domain,
     lookup_type,
     resolve_level,
     resolve_perms,
@@ -59,19 +60,25 @@ from mcslabel.verification.report import (
 )
 from mcslabel.verification.rules import RuleIndex
 
+if TYPE_CHECKING:
+    from mcslabel.allocation.allocator import Allocator
+    from mcslabel.allocation.stores.base import Store
+
 
 def verify(
     *,
     policy_root: str | os.PathLike[str] | PolicyRoot | None = None,
     policy: str | os.PathLike[str] | Policy | None = None,
     domain: str | None = None,
-    level: Level | str | None = None,
+    level: Level | LevelRange | str | None = None,
     paths: Sequence[str | os.PathLike[str]] = DEFAULT_PATHS,
     classes: Sequence[str] = DEFAULT_CLASSES,
     perms: Mapping[str, Sequence[str]] | None = None,
     booleans: Mapping[str, bool] | None = None,
     root: str | os.PathLike[str] | None = None,
-    store: object = None,
+    store: Store | str | os.PathLike[str] | Iterable[Level | str] | None = None,
+    allocator: Allocator | None = None,
+    held: Iterable[Level | str] | None = None,
     file_type: str | None = None,
     must_block: MustBlock | None = None,
 ) -> Report:
@@ -83,15 +90,21 @@ def verify(
         to use instead of the root's.
     :param domain: the container domain; default: ``lxc_contexts``' process
         type. Aliases resolve (``svirt_lxc_net_t`` -> ``container_t``).
-    :param level: the container's level (default ``s0:c1,c2``).
+    :param level: the container's level or level range (default ``s0:c1,c2``):
+        a ranged process (``s0-s0:c0.c1023``) reaches every level its high end
+        dominates, and the MCS section shows it.
     :param paths: host paths; each is labeled by its xattr when it has one
         (under ``root``), else by ``file_contexts``.
     :param classes: object classes to check; :data:`DEFAULT_PERMS` gives
         the permissions of ``file`` and ``dir``, ``perms`` the others.
     :param booleans: what-if boolean values, applied to a private copy of
         the policy written by libsepol.
-    :param store: levels held in a label store (``.list()`` of allocations)
-        or an iterable of levels: the domain is checked against each.
+    :param store: a label store, or its URL (``sqlite:///...``, ``etcd://...``,
+        opened and closed here): the domain is checked against every level
+        held there. An iterable of levels is still accepted (use ``held``).
+    :param allocator: an :class:`~mcslabel.allocation.allocator.Allocator`:
+        the levels held in its store.
+    :param held: levels (``Level`` or text) to check against directly.
     :param file_type: the container file type (default: ``lxc_contexts``' file).
     :param must_block: what must be blocked (default: :class:`MustBlock()`).
     """
@@ -112,14 +125,13 @@ def verify(
         )
     must = must_block if must_block is not None else MustBlock()
     the_level = resolve_level(level, loaded)
-    wanted = resolve_perms(classes, perms)
-    check_class_perms(loaded, wanted)
+    wanted = resolve_perms(classes, perms, loaded)
 
     contexts = proot.container_contexts() if proot is not None else None
     requested = domain if domain is not None else (contexts.process.type if contexts else None)
     if requested is None:
         raise InvalidInput("no domain given and no policy root with lxc_contexts to default from")
-    domain_type = lookup_type(loaded, requested, "domain")
+    domain_type = lookup_domain(loaded, requested)
     domain_name = str(domain_type)
     ftype_name = file_type or (contexts.file.type if contexts else None)
     if ftype_name is None:
@@ -135,9 +147,9 @@ def verify(
     type_objs = {str(file_type_obj): file_type_obj}
     for pc in resolved:
         type_objs.setdefault(pc.context.type, lookup_type(loaded, pc.context.type, "type"))
-    held = held_levels(store) if store is not None else ()
-    for h in held:
-        resolve_level(h, loaded)
+    held_here = held_from(store, allocator, held)
+    for h in held_here:
+        h.check(categories=loaded.categories, sensitivities=loaded.sensitivities)
 
     if rules_policy is not loaded:  # symbols of the what-if copy, not of the original
         domain_type = lookup_type(rules_policy, domain_name, "domain")
@@ -160,11 +172,21 @@ def verify(
                     for tc, plist in wanted.items()
                     for perm in plist
                 ),
+                rule=pc.rule,
             )
             for pc in resolved
         )
         mcs = _mcs(
-            run, rules, states, source, contexts, str(file_type_obj), wanted, held, loaded, must
+            run,
+            rules,
+            states,
+            source,
+            contexts,
+            str(file_type_obj),
+            wanted,
+            held_here,
+            loaded,
+            must,
         )
     return Report(
         policy=str(loaded.path),
