@@ -64,7 +64,9 @@ def test_check_sensitivities_come_from_the_policy(
     assert main(["check", "s0", "--no-policy", "--policy-root", str(centos_root)]) == 2
 
 
-@pytest.mark.parametrize("bad", ["s0:c1024", "SystemLow", "s0:c5.c3", "s0:c5.c5", "u:r", "u:r:t:s0:c5.c5"])
+@pytest.mark.parametrize(
+    "bad", ["s0:c1024", "SystemLow", "s0:c5.c3", "s0:c5.c5", "u:r", "u:r:t:s0:c5.c5"]
+)
 def test_check_bad_input_exit_2_one_line(bad: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["check", bad]) == 2
     err = capsys.readouterr().err

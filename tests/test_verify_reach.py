@@ -169,7 +169,7 @@ def test_store_url_allocator_and_held_levels(tmp_path: Path) -> None:
 
 
 def test_bad_held_input_is_named() -> None:
-    with pytest.raises(InvalidInput, match="s0:c5.c5"):
+    with pytest.raises(InvalidInput, match=r"s0:c5\.c5"):
         verify(paths=(), held=["s0:c5.c5"], **FILE_READ)
     with pytest.raises(InvalidInput, match="not an Allocator"):
         verify(paths=(), allocator=object(), **FILE_READ)  # type: ignore[arg-type]

@@ -322,10 +322,10 @@ def test_decide_rejects_unknown_names(root: Path) -> None:
 def test_rules_survive_a_policy_reload(root: Path, empty: Path) -> None:
     # The rule cache is per SETools policy object: a reloaded policy (load_policy's
     # cache evicted it) must not be matched against the old object's rules.
-    from mcslabel.verification import policy as policy_module
+    from mcslabel.verification.policy import clear_policy_cache
 
     first = verify(policy_root=root, root=empty).check("/var", "dir", "search").grants
-    policy_module._load.cache_clear()
+    clear_policy_cache()
     again = verify(policy_root=root, root=empty).check("/var", "dir", "search").grants
     assert first and again == first
 

@@ -140,8 +140,22 @@ def load_policy(
         root = PolicyRoot.installed()
     else:
         root = None
-    path = Path(policy) if policy is not None else _root_policy_file(root)
-    return _load(str(path.resolve()), root)
+    path = (Path(policy) if policy is not None else _root_policy_file(root)).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        raise PolicyError(f"policy file {path} does not exist") from None
+    # The file's identity is part of the key: a policy rebuilt in place is reloaded.
+    return _load(str(path), root, st.st_mtime_ns, st.st_size)
+
+
+def clear_policy_cache() -> None:
+    """Forget every loaded policy (the next :func:`load_policy` reads the file again).
+
+    Policies rewritten in place are noticed without this; it is for tests and
+    for freeing the memory of policies no longer used.
+    """
+    _load.cache_clear()
 
 
 def _root_policy_file(root: PolicyRoot | None) -> Path:
@@ -169,7 +183,7 @@ def _check_magic(path: str) -> None:
 
 
 @functools.lru_cache(maxsize=8)
-def _load(path: str, root: PolicyRoot | None) -> Policy:
+def _load(path: str, root: PolicyRoot | None, mtime_ns: int = 0, size: int = 0) -> Policy:
     # Policies are immutable files in practice and a load costs ~0.1 s: cache.
     setools = _bindings.setools()
     if not Path(path).is_file():
@@ -199,6 +213,7 @@ __all__ = [
     "SELINUX_DIR",
     "Policy",
     "PolicyRoot",
+    "clear_policy_cache",
     "installed_policy_type",
     "load_policy",
 ]
