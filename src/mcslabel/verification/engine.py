@@ -152,12 +152,14 @@ def decide(
 ) -> Decision:
     """One libsepol decision: may ``source`` ``perm`` a ``tclass`` labeled ``target``?"""
     loaded = policy if isinstance(policy, Policy) else load_policy(policy=policy)
-    for context in (source, target):
-        Context.parse(str(context), categories=loaded.categories or 1024)
-    check_types(loaded, [Context.parse(str(source)).type, Context.parse(str(target)).type])
+    sizes = {"categories": loaded.categories or 1024, "sensitivities": loaded.sensitivities or 1}
+    scon, tcon = (
+        c if isinstance(c, Context) else Context.parse(str(c), **sizes) for c in (source, target)
+    )
+    check_types(loaded, [scon.type, tcon.type])
     check_class_perms(loaded, {tclass: (perm,)})
     with decisions(loaded.path) as run:
-        return run(str(source), str(target), tclass, perm)
+        return run(str(scon), str(tcon), tclass, perm)
 
 
 __all__ = [
