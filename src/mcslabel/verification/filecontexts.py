@@ -36,7 +36,7 @@ import attrs
 from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, PolicyError, show_input
 from mcslabel.verification._selabel import best_match
-from mcslabel.verification.genfs import genfs_context, pseudo_filesystem
+from mcslabel.verification.genfs import FILE_TYPE_LETTERS, genfs_context, pseudo_filesystem
 from mcslabel.verification.policy import PolicyRoot, load_policy
 
 Source = Literal["xattr", "file_contexts", "homedirs_template", "genfscon"]
@@ -241,16 +241,6 @@ def _parse(raw: str, what: str) -> Context:
         raise InvalidContext(f"{what}: {exc}") from exc
 
 
-# file_contexts file-type letters as stat file types ("" matches any).
-_FC_TYPES = {
-    "--": stat.S_IFREG,
-    "-d": stat.S_IFDIR,
-    "-l": stat.S_IFLNK,
-    "-s": stat.S_IFSOCK,
-    "-p": stat.S_IFIFO,
-    "-c": stat.S_IFCHR,
-    "-b": stat.S_IFBLK,
-}
 _META = re.compile(r"[.^$?*+|\[({\\]")
 
 
@@ -286,7 +276,7 @@ def _rule_for(policy_root: PolicyRoot, path: str, mode: int, context: str) -> st
     for index, (name, stem, regex, ftype, entry) in enumerate(
         _fc_lines(str(policy_root.file_contexts_file))
     ):
-        if entry != context or (ftype and mode and _FC_TYPES.get(ftype) != mode):
+        if entry != context or (ftype and mode and FILE_TYPE_LETTERS.get(ftype) != mode):
             continue
         for spelled in spellings:
             if spelled.startswith(stem) and _fullmatch(regex, spelled):

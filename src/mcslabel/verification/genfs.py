@@ -31,8 +31,8 @@ PSEUDO_MOUNTS: dict[str, str] = {
     "/dev/mqueue": "mqueue",
 }
 
-# genfscon's file-type letters as stat file types.
-_FILETYPES = {
+#: The file-type letters of genfscon and file_contexts (``-d``...) as stat file types.
+FILE_TYPE_LETTERS = {
     "--": stat.S_IFREG,
     "-d": stat.S_IFDIR,
     "-l": stat.S_IFLNK,
@@ -78,7 +78,7 @@ def genfs_context(path: str, policy: Policy, mode: int = 0) -> GenfsContext | No
     for statement in policy.setools_policy.genfscons():
         if statement.fs != fs or not inside.startswith(statement.path):
             continue
-        wanted = _FILETYPES.get(str(statement.filetype).strip())
+        wanted = FILE_TYPE_LETTERS.get(str(statement.filetype).strip())
         if wanted is not None and mode and wanted != mode:
             continue
         if best is None or len(statement.path) > len(best.path):
@@ -90,6 +90,7 @@ def genfs_context(path: str, policy: Policy, mode: int = 0) -> GenfsContext | No
 
 
 __all__ = [
+    "FILE_TYPE_LETTERS",
     "PSEUDO_MOUNTS",
     "GenfsContext",
     "genfs_context",
