@@ -37,7 +37,7 @@ from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput, PolicyError, show_input
 from mcslabel.verification._selabel import best_match
 from mcslabel.verification.genfs import FILE_TYPE_LETTERS, genfs_context, pseudo_filesystem
-from mcslabel.verification.policy import PolicyRoot, load_policy
+from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
 
 Source = Literal["xattr", "file_contexts", "homedirs_template", "genfscon"]
 
@@ -90,11 +90,13 @@ def path_context(
     *,
     policy_root: PolicyRoot,
     root: str | os.PathLike[str] | None = None,
+    policy: Policy | None = None,
 ) -> PathContext:
     """The context of ``path``: its xattr when present, else the file_contexts entry.
 
     ``root`` is a prefix for the on-disk lookup (an image or chroot); the
-    file_contexts lookup always uses ``path`` itself.
+    file_contexts lookup always uses ``path`` itself. ``policy`` answers
+    genfscon for pseudo file systems (default: the root's policy).
     """
     clean = normalize_path(path)
     inspected = clean if root is None else resolve_under(os.fspath(root), clean)
@@ -117,7 +119,7 @@ def path_context(
                 f"{XATTR_NAME} of {inspected}",
             )
     if pseudo_filesystem(clean) is not None:
-        genfs = genfs_context(clean, load_policy(policy_root), mode)
+        genfs = genfs_context(clean, policy or load_policy(policy_root), mode)
         if genfs is not None:
             return PathContext(clean, genfs.context, "genfscon", inspected, genfs.rule)
     context, source = file_contexts_entry(clean, policy_root=policy_root, mode=mode)

@@ -160,7 +160,7 @@ def held_levels(source: object) -> tuple[Level, ...]:
         )
     levels: list[Level] = []
     for item in items:
-        level = Level.coerce(item)
+        level = Level.coerce(getattr(item, "level", item))  # allocations or levels
         if level not in levels:
             levels.append(level)
     return tuple(levels)

@@ -143,7 +143,7 @@ def verify(
     for path in paths:
         if proot is None:
             raise InvalidInput("host paths need a policy root for file_contexts; pass policy_root")
-        resolved.append(path_context(path, policy_root=proot, root=root))
+        resolved.append(path_context(path, policy_root=proot, root=root, policy=loaded))
     type_objs = {str(file_type_obj): file_type_obj}
     for pc in resolved:
         type_objs.setdefault(pc.context.type, lookup_type(loaded, pc.context.type, "type"))
