@@ -229,3 +229,18 @@ def test_near_miss_inputs_raise_only_mcslabel_errors(text: str) -> None:
     except MCSLabelError:
         return
     assert parse_level_or_range(str(value)) == value
+
+
+@given(levels)
+def test_a_degenerate_range_is_its_level_in_sets_and_dicts(level: Level) -> None:
+    span = LevelRange(level, level)
+    assert span == level and hash(span) == hash(level) and str(span) == str(level)
+    assert {span: 1}[level] == 1
+    assert parse_level_or_range(f"{level}-{level}") == level
+
+
+@given(level_ranges())
+def test_text_and_value_agree(r: LevelRange) -> None:
+    assert r == str(r)
+    assert not r != str(r)  # noqa: SIM202 (__ne__ is hand-written)
+    assert r.low == str(r.low) and r.high.dominates(str(r.low))

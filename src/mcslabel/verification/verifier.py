@@ -256,8 +256,9 @@ def _check(
     )
 
 
-def other_pair(level: Level, categories: int) -> Level:
+def other_pair(level: Level | str, categories: int) -> Level:
     """A category pair sharing no category with ``level``."""
+    level = Level.coerce(level, categories=categories)
     free = [c for c in range(categories) if c not in level.categories][:2]
     if len(free) < 2:
         raise InvalidLevel(f"no category pair outside {level} in a {categories}-category policy")
