@@ -114,3 +114,46 @@ def test_console_script() -> None:
         [str(exe), "check", "s0:c9,c3"], capture_output=True, text=True, check=False
     )
     assert (out.returncode, out.stdout) == (0, "s0:c3,c9\n")
+
+
+def test_check_reads_the_sizes_of_a_small_mls_policy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # 2 sensitivities, 256 categories, read by libsepol from the binary policy.
+    conf = "\n".join(
+        [
+            "class file",
+            "sid kernel",
+            "common file { read }",
+            "class file inherits file",
+            "sensitivity s0;",
+            "sensitivity s1;",
+            "dominance { s0 s1 }",
+            *(f"category c{i};" for i in range(256)),
+            "level s0:c0.c255;",
+            "level s1:c0.c255;",
+            "mlsconstrain file { read } (h1 dom h2);",
+            "type t;",
+            "allow t t:file read;",
+            "role r;",
+            "role r types { t };",
+            "user u roles { r } level s0 range s0 - s1:c0.c255;",
+            "sid kernel u:r:t:s0",
+        ]
+    )
+    (tmp_path / "p.conf").write_text(conf + "\n")
+    policy = tmp_path / "policy.33"
+    subprocess.run(
+        ["checkpolicy", "-M", "-c", "33", "-o", str(policy), str(tmp_path / "p.conf")],
+        check=True,
+        capture_output=True,
+    )
+    assert main(["check", "s1:c100", "--policy", str(policy), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["canonical"] == "s1:c100" and data["policy"] == str(policy)
+    assert main(["check", "s1:c0.c255", "--policy", str(policy)]) == 0
+    assert main(["check", "s0:c256", "--policy", str(policy)]) == 2
+    assert "c0..c255" in capsys.readouterr().err
+    assert main(["check", "s2", "--policy", str(policy)]) == 2
+    assert "s0..s1" in capsys.readouterr().err
+    assert main(["check", "u:r:t:s0-s2", "--policy", str(policy)]) == 2

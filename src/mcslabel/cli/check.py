@@ -28,8 +28,9 @@ def register(subparsers: Any) -> None:
         description="Parse a raw MLS/MCS level (s0:c1,c2), range (s0-s0:c0.c1023) or"
         " context (user:role:type:level) the way libsepol does and print the kernel's"
         " canonical form. Sensitivities and categories are those of the installed policy"
-        " (or --policy-root/--policy); --no-policy or --categories/--sensitivities check"
-        " offline. Exit 2 with a one-line error when it is malformed.",
+        " (or --policy-root/--policy), read by libsepol, which also confirms the level;"
+        " --no-policy or --categories/--sensitivities check offline."
+        " Exit 2 with a one-line error when it is malformed.",
     )
     parser.add_argument("label", metavar="LEVEL|CONTEXT")
     add_policy_flags(parser)
@@ -58,8 +59,15 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(handler=_check)
 
 
-def _sizes(args: argparse.Namespace) -> tuple[int, int, str | None]:
-    """(categories, sensitivities, policy path or None) to validate against."""
+def _level_text(text: str) -> str | None:
+    if text.count(":") >= 2 and not _LEVEL_START.match(text):
+        parts = text.split(":", 3)
+        return parts[3] if len(parts) == 4 else None
+    return text
+
+
+def _policy_facts(args: argparse.Namespace) -> tuple[int, int, str | None, bool]:
+    """(categories, sensitivities, policy path or None, libsepol accepts the level)."""
     offline = args.no_policy or args.categories is not None or args.sensitivities is not None
     if offline:
         if args.policy_root or args.policy:
@@ -70,25 +78,27 @@ def _sizes(args: argparse.Namespace) -> tuple[int, int, str | None]:
             args.categories if args.categories is not None else DEFAULT_CATEGORIES,
             args.sensitivities if args.sensitivities is not None else DEFAULT_SENSITIVITIES,
             None,
+            True,
         )
     from mcslabel.errors import PolicyError, PolicyNotMLS, SELinuxUnavailable
-    from mcslabel.verification.policy import load_policy
+    from mcslabel.verification.policy import mls_facts
 
+    level = _level_text(args.label)
     try:
-        policy = load_policy(args.policy_root, policy=args.policy)
+        facts = mls_facts(args.policy_root, policy=args.policy, probes=(level,) if level else ())
     except (PolicyError, SELinuxUnavailable):
         if args.policy_root or args.policy:
             raise
-        # No policy on this host (or no bindings): the largest mainstream sizes.
-        return DEFAULT_CATEGORIES, DEFAULT_SENSITIVITIES, None
-    if not policy.mls:
-        raise PolicyNotMLS(f"{policy.path} is not an MLS/MCS policy: it has no levels")
-    return policy.categories, policy.sensitivities, str(policy.path)
+        # No policy on this host (or no libsepol): the largest mainstream sizes.
+        return DEFAULT_CATEGORIES, DEFAULT_SENSITIVITIES, None, True
+    if not facts.mls:
+        raise PolicyNotMLS(f"{facts.path} is not an MLS/MCS policy: it has no levels")
+    return facts.categories, facts.sensitivities, str(facts.path), all(facts.accepted)
 
 
 def _check(args: argparse.Namespace) -> int:
     text: str = args.label
-    categories, sensitivities, policy = _sizes(args)
+    categories, sensitivities, policy, accepted = _policy_facts(args)
     data: dict[str, Any]
     if text.count(":") >= 2 and not _LEVEL_START.match(text):
         ctx = Context.parse(text, categories=categories, sensitivities=sensitivities)
@@ -112,6 +122,11 @@ def _check(args: argparse.Namespace) -> int:
                 categories=list(value.sorted_categories),
                 is_pair=value.is_pair,
             )
+    if not accepted:
+        # The counts fit but libsepol refuses: never print a level it would not take.
+        from mcslabel.errors import InvalidLevel
+
+        raise InvalidLevel(f"{_level_text(text)} is not a valid level in {policy}")
     data["policy"] = policy
     if args.json:
         print_json(data)

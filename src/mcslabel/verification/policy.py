@@ -125,6 +125,50 @@ class Policy:
         return self.root.container_contexts()
 
 
+@attrs.frozen
+class MlsFacts:
+    """What a policy says about levels, read quickly by libsepol (no SETools)."""
+
+    path: Path
+    mls: bool
+    sensitivities: int
+    categories: int
+    #: For each probed level or range: does libsepol accept it in this policy?
+    accepted: tuple[bool, ...] = ()
+
+
+def mls_facts(
+    policy_root: str | os.PathLike[str] | PolicyRoot | None = None,
+    *,
+    policy: str | os.PathLike[str] | None = None,
+    probes: tuple[str, ...] = (),
+) -> MlsFacts:
+    """Sensitivity and category counts of a policy (given file, root's, or installed).
+
+    Reads the binary policy with libsepol (tens of milliseconds), for callers
+    that need levels checked against the policy but not its rules
+    (``mcslabel check``). ``probes`` are levels or ranges libsepol judges
+    itself (``sepol_mls_check``: names and syntax; it does not check a
+    sensitivity's own category set).
+    """
+    from mcslabel.verification._sepol import mls_facts as read_facts
+
+    if isinstance(policy_root, PolicyRoot):
+        root: PolicyRoot | None = policy_root
+    elif policy_root is not None:
+        root = PolicyRoot.at(policy_root)
+    elif policy is None:
+        root = PolicyRoot.installed()
+    else:
+        root = None
+    path = (Path(policy) if policy is not None else _root_policy_file(root)).resolve()
+    if not path.is_file():
+        raise PolicyError(f"policy file {path} does not exist")
+    _check_magic(str(path))
+    mls, sensitivities, categories, accepted = read_facts(str(path), probes)
+    return MlsFacts(path, mls, sensitivities, categories, accepted)
+
+
 def load_policy(
     policy_root: str | os.PathLike[str] | PolicyRoot | None = None,
     *,
@@ -211,9 +255,11 @@ def _load(path: str, root: PolicyRoot | None, mtime_ns: int = 0, size: int = 0) 
 __all__ = [
     "BINARY_POLICY_MAGIC",
     "SELINUX_DIR",
+    "MlsFacts",
     "Policy",
     "PolicyRoot",
     "clear_policy_cache",
     "installed_policy_type",
     "load_policy",
+    "mls_facts",
 ]
