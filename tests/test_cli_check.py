@@ -157,3 +157,15 @@ def test_check_reads_the_sizes_of_a_small_mls_policy(
     assert main(["check", "s2", "--policy", str(policy)]) == 2
     assert "s0..s1" in capsys.readouterr().err
     assert main(["check", "u:r:t:s0-s2", "--policy", str(policy)]) == 2
+
+
+def test_check_against_the_policy_does_not_load_setools() -> None:
+    code = (
+        "import sys\n"
+        "from mcslabel.cli import main\n"
+        "assert main(['check', 's0:c1,c2']) == 0\n"
+        "assert 'setools' not in sys.modules\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "s0:c1,c2\n"
