@@ -13,6 +13,14 @@ confirmed by ``audit2why``).
 
 The result is a :class:`Report`; ``report.ok`` is false when anything the
 :class:`MustBlock` policy says must be blocked is allowed.
+
+This module owns the orchestration (:func:`verify` and its MCS section);
+the pieces live beside it: :mod:`~mcslabel.verification.report` (result
+types), :mod:`~mcslabel.verification.inputs` (checking what the caller
+passed), :mod:`~mcslabel.verification.engine` (libsepol decisions),
+:mod:`~mcslabel.verification.rules` (SETools rule search) and
+:mod:`~mcslabel.verification.filecontexts` / :mod:`~mcslabel.verification.genfs`
+(path contexts). Their public names are re-exported here.
 """
 
 from __future__ import annotations
