@@ -37,10 +37,10 @@ def test_pypi_lookalike_is_detected(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_policy_load_reports_missing_bindings(monkeypatch: pytest.MonkeyPatch) -> None:
-    from mcslabel.verification.policy import _load
+    from mcslabel.verification.policy import clear_policy_cache, load_policy
 
-    _load.cache_clear()
+    clear_policy_cache()
     monkeypatch.setitem(sys.modules, "setools", None)
     with pytest.raises(SELinuxUnavailable):
-        _load("/etc/selinux/default/policy/policy.33", None)
-    _load.cache_clear()
+        load_policy(policy="/etc/selinux/default/policy/policy.33")
+    clear_policy_cache()

@@ -113,7 +113,12 @@ def test_store_flag(
         (["--domain", "nosuch_t"], "nosuch_t"),
         (["--perm", "file"], "CLASS:PERM"),
         (["--perm", "file:fly"], "fly"),
-        (["--class", "sock_file"], "no permissions"),
+        (["--class", "process"], "no permissions"),
+        (["--class", "no_such_class"], "no_such_class"),
+        (["--perm", "dir:read", "--class", "file", "--path", "/var"], "dir:read"),
+        (["--domain", "container_file_t"], "not a domain"),
+        (["--level", "s0:c5.c5"], "c5.c5"),
+        (["--level", "s1"], "s1"),
         (["--boolean", "container_use_nfs"], "NAME=on"),
         (["--boolean", "nosuch=on"], "nosuch"),
         (["--path", "/proc"], "/proc"),
@@ -140,7 +145,12 @@ def test_non_policy_and_non_mls_exit_2(capsys: pytest.CaptureFixture[str], tmp_p
     bogus = tmp_path / "policy.33"
     bogus.write_bytes(os.urandom(2048))
     code, _, err = _run(capsys, "--policy", str(bogus), "--domain", "container_t")
-    assert code == 2 and "not a loadable binary policy" in err
+    assert code == 2 and "not a binary SELinux policy" in err
+    truncated = tmp_path / "truncated.33"
+    whole = Path("/etc/selinux/default/policy/policy.33").read_bytes()
+    truncated.write_bytes(whole[: len(whole) // 3])
+    code, _, err = _run(capsys, "--policy", str(truncated), "--domain", "container_t")
+    assert code == 2 and "damaged or truncated" in err and "Source policies" not in err
     plain = build_root(tmp_path / "plain", mls=False)
     code, _, err = _run(capsys, "--policy-root", str(plain))
     assert code == 2 and "not an MLS" in err

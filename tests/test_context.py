@@ -103,3 +103,11 @@ def test_container_contexts_fallbacks() -> None:
 def test_container_contexts_errors(text: str, fragment: str) -> None:
     with pytest.raises(PolicyError, match=fragment):
         ContainerContexts.parse(text)
+
+
+def test_a_degenerate_range_is_the_level_like_the_kernel_says() -> None:
+    ranged = Context.parse("system_u:object_r:container_file_t:s0:c1,c2-s0:c1,c2")
+    plain = Context.parse("system_u:object_r:container_file_t:s0:c1,c2")
+    assert ranged == plain and hash(ranged) == hash(plain)
+    assert str(ranged) == "system_u:object_r:container_file_t:s0:c1,c2"
+    assert str(Context.parse("u:r:t:s0:c1,c1")) == "u:r:t:s0:c1"

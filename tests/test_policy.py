@@ -49,7 +49,7 @@ def test_policy_file_given_directly(centos_root: Path) -> None:
 def test_not_a_policy(tmp_path: Path) -> None:
     bogus = tmp_path / "policy.33"
     bogus.write_bytes(b"\x00not a policy")
-    with pytest.raises(PolicyError, match="not a loadable binary policy"):
+    with pytest.raises(PolicyError, match="not a binary SELinux policy"):
         load_policy(policy=bogus)
     with pytest.raises(PolicyError, match="does not exist"):
         load_policy(policy=tmp_path / "missing.33")

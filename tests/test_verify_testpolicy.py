@@ -250,7 +250,7 @@ def test_bad_input(
 def test_not_a_policy(tmp_path: Path) -> None:
     bogus = tmp_path / "policy.33"
     bogus.write_bytes(os.urandom(4096))
-    with pytest.raises(PolicyError, match="not a loadable binary policy"):
+    with pytest.raises(PolicyError, match="not a binary SELinux policy"):
         verify(policy=bogus, paths=(), domain="container_t", file_type="container_file_t")
 
 
@@ -322,10 +322,10 @@ def test_decide_rejects_unknown_names(root: Path) -> None:
 def test_rules_survive_a_policy_reload(root: Path, empty: Path) -> None:
     # The rule cache is per SETools policy object: a reloaded policy (load_policy's
     # cache evicted it) must not be matched against the old object's rules.
-    from mcslabel.verification import policy as policy_module
+    from mcslabel.verification.policy import clear_policy_cache
 
     first = verify(policy_root=root, root=empty).check("/var", "dir", "search").grants
-    policy_module._load.cache_clear()
+    clear_policy_cache()
     again = verify(policy_root=root, root=empty).check("/var", "dir", "search").grants
     assert first and again == first
 

@@ -11,8 +11,7 @@ from collections.abc import Callable
 
 import attrs
 
-from mcslabel.errors import InvalidContext, InvalidLevel, PolicyError
-from mcslabel.errors import show_input as _q
+from mcslabel.errors import InvalidContext, InvalidLevel, PolicyError, show_input
 from mcslabel.level import (
     DEFAULT_CATEGORIES,
     DEFAULT_SENSITIVITIES,
@@ -28,7 +27,7 @@ _IDENT = re.compile(r"[A-Za-z][A-Za-z0-9_.\-]*")
 def _ident(kind: str) -> Callable[[object, attrs.Attribute[str], str], None]:
     def check(instance: object, attribute: attrs.Attribute[str], value: str) -> None:
         if not isinstance(value, str) or not _IDENT.fullmatch(value):
-            raise InvalidContext(f"{kind} {_q(value)} is not a valid SELinux identifier")
+            raise InvalidContext(f"{kind} {show_input(value)} is not a valid SELinux identifier")
 
     return check
 
@@ -56,14 +55,14 @@ class Context:
         if not text:
             raise InvalidContext("empty context")
         if any(ch.isspace() for ch in text):
-            raise InvalidContext(f"context {_q(text)} contains whitespace")
+            raise InvalidContext(f"context {show_input(text)} contains whitespace")
         parts = text.split(":", 3)
         if len(parts) < 3:
-            raise InvalidContext(f"context {_q(text)} needs at least user:role:type")
+            raise InvalidContext(f"context {show_input(text)} needs at least user:role:type")
         user, role, type_ = parts[0], parts[1], parts[2]
         for kind, value in (("user", user), ("role", role), ("type", type_)):
             if not value:
-                raise InvalidContext(f"context {_q(text)} has an empty {kind}")
+                raise InvalidContext(f"context {show_input(text)} has an empty {kind}")
         level: Level | LevelRange | None = None
         if len(parts) == 4:
             try:
@@ -71,7 +70,7 @@ class Context:
                     parts[3], categories=categories, sensitivities=sensitivities
                 )
             except InvalidLevel as exc:
-                raise InvalidContext(f"context {_q(text)}: {exc}") from exc
+                raise InvalidContext(f"context {show_input(text)}: {exc}") from exc
         return cls(user, role, type_, level)
 
     def with_type(self, type_: str) -> Context:
@@ -137,7 +136,9 @@ class ContainerContexts:
             key, sep, value = line.partition("=")
             key, value = key.strip(), value.strip()
             if not sep or not key or not value:
-                raise PolicyError(f"{source}:{lineno}: expected 'key = \"context\"', got {_q(raw)}")
+                raise PolicyError(
+                    f"{source}:{lineno}: expected 'key = \"context\"', got {show_input(raw)}"
+                )
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
                 value = value[1:-1].strip()
             try:

@@ -1,19 +1,32 @@
 """MLS/MCS levels and ranges: parsing, canonical form, dominance.
 
-Pure model: no I/O, no SELinux bindings. The canonical text form is the one
-the kernel prints: categories sorted, a run of three or more written
-``cA.cB``, a run of two written ``cA,cB``.
+Pure model: no I/O, no SELinux bindings. Parsing and printing follow
+libsepol (and the kernel, whose ``mls.c`` is the same code): it accepts what
+they accept and prints what they print.
+
+- Categories may repeat or overlap (``s0:c1,c1`` is ``s0:c1``, ``s0:c0.c5,c3``
+  is ``s0:c0.c5``); a dotted run must go upwards (``c5.c5`` and ``c5.c3`` are
+  refused).
+- The canonical text has categories sorted, a run of three or more written
+  ``cA.cB``, a run of two written ``cA,cB``; a range whose ends are equal
+  prints as one level (``s0-s0`` is ``s0``).
+- Sensitivities and categories are checked against counts the caller passes
+  (a loaded policy's); the defaults are the largest mainstream sizes.
+
+``strict=True`` additionally refuses what libsepol would silently fold:
+repeated or overlapping categories and, for :meth:`Level.parse`, a
+degenerate range such as ``s0-s0``.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator
+from typing import Any
 
 import attrs
 
-from mcslabel.errors import InvalidLevel
-from mcslabel.errors import show_input as _q
+from mcslabel.errors import InvalidLevel, show_input
 
 #: Category count of every mainstream MCS policy (c0..c1023).
 DEFAULT_CATEGORIES = 1024
@@ -24,41 +37,48 @@ DEFAULT_SENSITIVITIES = 16
 # work done on hostile input before range checks apply.
 _MAX_DIGITS = 6
 _NUMBER = re.compile(r"(0|[1-9][0-9]*)")
+# The shapes nearly every label has (s0, s0:c1,c2): parsed without the general loop.
+_COMMON = re.compile(r"s(0|[1-9][0-9]{0,5})(?::c(0|[1-9][0-9]{0,5})(?:,c(0|[1-9][0-9]{0,5}))?)?")
 # mcstrans names (setrans.conf): raw levels never contain these characters.
 _TRANSLATED_HINT = re.compile(r"[A-Za-z]{2,}|\s")
 
 
 def _number(text: str, prefix: str, what: str, whole: str) -> int:
     if not text.startswith(prefix):
-        raise InvalidLevel(f"{what} {_q(text)} in {_q(whole)} must start with {prefix!r}")
+        raise InvalidLevel(
+            f"{what} {show_input(text)} in {show_input(whole)} must start with {prefix!r}"
+        )
     digits = text[len(prefix) :]
     if not digits:
-        raise InvalidLevel(f"{what} {_q(text)} in {_q(whole)} has no number after {prefix!r}")
+        raise InvalidLevel(
+            f"{what} {show_input(text)} in {show_input(whole)} has no number after {prefix!r}"
+        )
     if len(digits) > _MAX_DIGITS:
-        raise InvalidLevel(f"{what} {_q(text)} in {_q(whole)} is out of range")
+        raise InvalidLevel(f"{what} {show_input(text)} in {show_input(whole)} is out of range")
     if not _NUMBER.fullmatch(digits):
         raise InvalidLevel(
-            f"{what} {_q(text)} in {_q(whole)} must be {prefix!r} followed by a decimal"
-            " number without leading zeros"
+            f"{what} {show_input(text)} in {show_input(whole)} must be {prefix!r} followed"
+            " by a decimal number without leading zeros"
         )
     return int(digits)
 
 
-def _check_raw(text: str, kind: str) -> None:
+def _check_raw(text: object, kind: str) -> str:
     if not isinstance(text, str):
         raise InvalidLevel(f"{kind} must be a string, not {type(text).__name__}")
     if not text:
         raise InvalidLevel(f"empty {kind}")
     if any(ch.isspace() for ch in text):
-        raise InvalidLevel(f"{kind} {_q(text)} contains whitespace")
+        raise InvalidLevel(f"{kind} {show_input(text)} contains whitespace")
     if not text.isascii():
-        raise InvalidLevel(f"{kind} {_q(text)} contains non-ASCII characters")
+        raise InvalidLevel(f"{kind} {show_input(text)} contains non-ASCII characters")
     head = text.split(":", 1)[0].split("-", 1)[0]
     if _TRANSLATED_HINT.search(head):
         raise InvalidLevel(
-            f"{kind} {_q(text)} looks like an mcstrans-translated name; use the raw form"
-            " such as 's0', 's0:c1,c2' or 's0-s0:c0.c1023'"
+            f"{kind} {show_input(text)} looks like an mcstrans-translated name; use the raw"
+            " form such as 's0', 's0:c1,c2' or 's0-s0:c0.c1023'"
         )
+    return text
 
 
 def _to_frozenset(value: Iterable[int]) -> frozenset[int]:
@@ -70,20 +90,80 @@ def _validate_categories(
 ) -> None:
     for c in value:
         if not isinstance(c, int) or isinstance(c, bool) or c < 0:
-            raise InvalidLevel(f"category {_q(c)} must be a non-negative integer")
+            raise InvalidLevel(f"category {show_input(c)} must be a non-negative integer")
 
 
 def _validate_sensitivity(instance: Level, attribute: attrs.Attribute[int], value: int) -> None:
+    if isinstance(value, str):
+        raise InvalidLevel(
+            f"Level({show_input(value)}): Level takes a sensitivity number and categories;"
+            f" parse text with Level.parse({show_input(value)})"
+        )
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise InvalidLevel(f"sensitivity {_q(value)} must be a non-negative integer")
+        raise InvalidLevel(f"sensitivity {show_input(value)} must be a non-negative integer")
 
 
-@attrs.frozen
+def _sensitivity_in_range(sensitivity: int, text: str, sensitivities: int) -> None:
+    if sensitivity >= sensitivities:
+        have = "s0 only" if sensitivities == 1 else f"s0..s{sensitivities - 1}"
+        raise InvalidLevel(
+            f"sensitivity s{sensitivity} in {show_input(text)} is out of range (policy has {have})"
+        )
+
+
+def _category_out_of_range(c: int, text: str, categories: int) -> InvalidLevel:
+    return InvalidLevel(
+        f"category c{c} in {show_input(text)} is out of range (policy has c0..c{categories - 1})"
+    )
+
+
+def _parse_categories(text: str, cats_text: str, categories: int, strict: bool) -> set[int]:
+    found: set[int] = set()
+    for part in cats_text.split(","):
+        if not part:
+            raise InvalidLevel(f"{show_input(text)} has an empty category between commas")
+        if "." in part:
+            lo_text, _, hi_text = part.partition(".")
+            if "." in hi_text:
+                raise InvalidLevel(
+                    f"category range {show_input(part)} in {show_input(text)} has more than one '.'"
+                )
+            lo = _number(lo_text, "c", "category", text)
+            hi = _number(hi_text, "c", "category", text)
+            if lo >= hi:
+                # libsepol (and the kernel) refuse c5.c5 as well as c5.c3.
+                fix = f"write c{lo} alone" if lo == hi else f"reversed; write c{hi}.c{lo}"
+                raise InvalidLevel(
+                    f"category range {show_input(part)} in {show_input(text)} must go from a"
+                    f" lower to a higher category ({fix})"
+                )
+            if hi >= categories:
+                raise _category_out_of_range(hi, text, categories)
+            members: Iterable[int] = range(lo, hi + 1)
+        else:
+            single = _number(part, "c", "category", text)
+            if single >= categories:
+                raise _category_out_of_range(single, text, categories)
+            members = (single,)
+        if strict:
+            for c in members:
+                if c in found:
+                    raise InvalidLevel(f"category c{c} appears twice in {show_input(text)}")
+                found.add(c)
+        else:
+            found.update(members)
+    return found
+
+
+@attrs.frozen(eq=False, repr=False)
 class Level:
     """One MLS/MCS level: a sensitivity and a set of categories.
 
+    Build one from text with :meth:`Level.parse` (or :meth:`Level.pair`).
     Equality and hashing are on the canonical form: ``s0:c1,c2`` equals
-    ``s0:c2,c1``.
+    ``s0:c2,c1``; a level also equals its text (``Level.parse("s0") == "s0"``).
+    Levels have no ``<``: MLS levels are only partially ordered, use
+    :meth:`dominates`.
     """
 
     sensitivity: int = attrs.field(default=0, validator=_validate_sensitivity)
@@ -98,52 +178,43 @@ class Level:
         *,
         categories: int = DEFAULT_CATEGORIES,
         sensitivities: int = DEFAULT_SENSITIVITIES,
+        strict: bool = False,
     ) -> Level:
         """Parse a raw level such as ``s0``, ``s0:c1,c2`` or ``s0:c0.c5,c9``.
 
+        Accepts what libsepol accepts: repeated and overlapping categories
+        fold (``s0:c1,c1`` is ``s0:c1``), and a range whose ends are equal
+        (``s0-s0``) is that level. ``strict=True`` refuses both.
         Raises :class:`~mcslabel.errors.InvalidLevel` saying what is wrong.
         """
+        common = _COMMON.fullmatch(text) if isinstance(text, str) else None
+        if common is not None:
+            sens_digits, a, b = common.groups()
+            sensitivity = int(sens_digits)
+            _sensitivity_in_range(sensitivity, text, sensitivities)
+            if a is None:
+                return cls(sensitivity)
+            cats = {int(a)} if b is None else {int(a), int(b)}
+            for c in cats:
+                if c >= categories:
+                    raise _category_out_of_range(c, text, categories)
+            if strict and len(cats) == 1 and b is not None:
+                raise InvalidLevel(f"category c{a} appears twice in {show_input(text)}")
+            return cls(sensitivity, frozenset(cats))
         _check_raw(text, "level")
         if "-" in text:
-            raise InvalidLevel(f"{_q(text)} is a range, not a single level (use LevelRange)")
+            span = LevelRange.parse(text, categories=categories, sensitivities=sensitivities)
+            if strict or span.low != span.high:
+                raise InvalidLevel(f"{show_input(text)} is a range (low-high), not a single level")
+            return span.low
         sens_text, sep, cats_text = text.partition(":")
         sensitivity = _number(sens_text, "s", "sensitivity", text)
-        if sensitivity >= sensitivities:
-            raise InvalidLevel(
-                f"sensitivity s{sensitivity} in {_q(text)} is out of range"
-                f" (policy has s0..s{sensitivities - 1})"
-            )
+        _sensitivity_in_range(sensitivity, text, sensitivities)
         if not sep:
             return cls(sensitivity)
         if not cats_text:
-            raise InvalidLevel(f"{_q(text)} has ':' but no categories")
-        found: set[int] = set()
-        for part in cats_text.split(","):
-            if not part:
-                raise InvalidLevel(f"{_q(text)} has an empty category between commas")
-            if "." in part:
-                lo_text, _, hi_text = part.partition(".")
-                if "." in hi_text:
-                    raise InvalidLevel(
-                        f"category range {_q(part)} in {_q(text)} has more than one '.'"
-                    )
-                lo = _number(lo_text, "c", "category", text)
-                hi = _number(hi_text, "c", "category", text)
-                if lo > hi:
-                    raise InvalidLevel(f"category range {_q(part)} in {_q(text)} is reversed")
-                members = range(lo, hi + 1)
-            else:
-                single = _number(part, "c", "category", text)
-                members = range(single, single + 1)
-            for c in members:
-                if c >= categories:
-                    raise InvalidLevel(
-                        f"category c{c} in {_q(text)} is out of range"
-                        f" (policy has c0..c{categories - 1})"
-                    )
-                if c in found:
-                    raise InvalidLevel(f"category c{c} appears twice in {_q(text)}")
-                found.add(c)
+            raise InvalidLevel(f"{show_input(text)} has ':' but no categories")
+        found = _parse_categories(text, cats_text, categories, strict)
         return cls(sensitivity, frozenset(found))
 
     @classmethod
@@ -152,6 +223,21 @@ class Level:
         if a == b:
             raise InvalidLevel(f"a category pair needs two distinct categories, got c{a} twice")
         return cls(sensitivity, frozenset((a, b)))
+
+    @classmethod
+    def coerce(
+        cls,
+        value: Level | str,
+        *,
+        categories: int = DEFAULT_CATEGORIES,
+        sensitivities: int = DEFAULT_SENSITIVITIES,
+    ) -> Level:
+        """``value`` itself when it is a Level, else parsed: for APIs taking either."""
+        if isinstance(value, Level):
+            return value
+        if isinstance(value, str):
+            return cls.parse(value, categories=categories, sensitivities=sensitivities)
+        raise InvalidLevel(f"a level must be a Level or text, not {type(value).__name__}")
 
     @property
     def is_pair(self) -> bool:
@@ -162,20 +248,23 @@ class Level:
     def sorted_categories(self) -> tuple[int, ...]:
         return tuple(sorted(self.categories))
 
-    def dominates(self, other: Level) -> bool:
+    def dominates(self, other: Level | str) -> bool:
         """True when this level's sensitivity and categories cover ``other``'s."""
+        if not isinstance(other, Level):
+            other = Level.coerce(other)
         return self.sensitivity >= other.sensitivity and self.categories >= other.categories
 
-    def comparable(self, other: Level) -> bool:
+    def comparable(self, other: Level | str) -> bool:
         """True when either level dominates the other (equal levels included)."""
+        if not isinstance(other, Level):
+            other = Level.coerce(other)
         return self.dominates(other) or other.dominates(self)
 
     def check(
         self, *, categories: int = DEFAULT_CATEGORIES, sensitivities: int = DEFAULT_SENSITIVITIES
     ) -> Level:
         """Return self after checking it fits a policy of the given size."""
-        if self.sensitivity >= sensitivities:
-            raise InvalidLevel(f"sensitivity s{self.sensitivity} is out of range")
+        _sensitivity_in_range(self.sensitivity, str(self), sensitivities)
         too_big = [c for c in self.categories if c >= categories]
         if too_big:
             raise InvalidLevel(
@@ -183,10 +272,37 @@ class Level:
             )
         return self
 
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is Level:
+            return self.sensitivity == other.sensitivity and self.categories == other.categories
+        if isinstance(other, str):
+            return _text_equals(self, other)
+        if isinstance(other, LevelRange):  # s0-s0 is s0, as for the kernel
+            return other.low == other.high == self
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        return hash((self.sensitivity, self.categories))
+
+    def __repr__(self) -> str:
+        return f"Level({str(self)!r})"
+
     def __str__(self) -> str:
         if not self.categories:
             return f"s{self.sensitivity}"
         return f"s{self.sensitivity}:{format_categories(self.categories)}"
+
+
+def _text_equals(value: Level | LevelRange, text: str) -> bool:
+    try:
+        other = parse_level_or_range(text, categories=1 << 20, sensitivities=1 << 20)
+    except InvalidLevel:
+        return False
+    return value == other
 
 
 def _runs(cats: Iterable[int]) -> Iterator[tuple[int, int]]:
@@ -201,7 +317,13 @@ def _runs(cats: Iterable[int]) -> Iterator[tuple[int, int]]:
 
 
 def format_categories(cats: Iterable[int]) -> str:
-    """Kernel-style category list: ``c0.c5,c9`` (runs of 3+) or ``c1,c2``."""
+    """Kernel-style category list: ``c0.c5,c9`` (runs of 3+) or ``c1,c2``.
+
+    libsepol's own printer has a bug this does not copy: a run ending on a
+    64-bit boundary followed by a later category prints the wrong end
+    (``s0:c62,c63,c200`` comes out as ``s0:c62,c191,c200``); the kernel and
+    this function print ``s0:c62,c63,c200``.
+    """
     parts: list[str] = []
     for lo, hi in _runs(cats):
         if hi - lo >= 2:
@@ -212,13 +334,20 @@ def format_categories(cats: Iterable[int]) -> str:
 
 
 def _validate_range(instance: LevelRange, attribute: attrs.Attribute[Level], value: Level) -> None:
-    if not instance.high.dominates(instance.low):
-        raise InvalidLevel(f"range {instance.low}-{instance.high}: high must dominate low")
+    if not isinstance(instance.low, Level) or not isinstance(value, Level):
+        raise InvalidLevel("LevelRange takes two Level values; parse text with LevelRange.parse")
+    if not value.dominates(instance.low):
+        raise InvalidLevel(
+            f"range {instance.low}-{value}: the high level must dominate the low one"
+        )
 
 
-@attrs.frozen
+@attrs.frozen(eq=False, repr=False)
 class LevelRange:
-    """An MLS range ``low-high`` where ``high`` dominates ``low``."""
+    """An MLS range ``low-high`` where ``high`` dominates ``low``.
+
+    Prints as one level when both ends are equal, as libsepol does.
+    """
 
     low: Level
     high: Level = attrs.field(validator=_validate_range)
@@ -230,25 +359,76 @@ class LevelRange:
         *,
         categories: int = DEFAULT_CATEGORIES,
         sensitivities: int = DEFAULT_SENSITIVITIES,
+        strict: bool = False,
     ) -> LevelRange:
         """Parse ``low-high`` (``s0-s0:c0.c1023``) or a single level (low == high)."""
         _check_raw(text, "range")
         low_text, sep, high_text = text.partition("-")
         if sep and "-" in high_text:
-            raise InvalidLevel(f"range {_q(text)} has more than one '-'")
-        low = Level.parse(low_text, categories=categories, sensitivities=sensitivities)
+            raise InvalidLevel(f"range {show_input(text)} has more than one '-'")
+        sizes: dict[str, Any] = {
+            "categories": categories,
+            "sensitivities": sensitivities,
+            "strict": strict,
+        }
+        if not low_text:
+            raise InvalidLevel(f"range {show_input(text)} has no low level before '-'")
+        low = Level.parse(low_text, **sizes)
         if not sep:
             return cls(low, low)
         if not high_text:
-            raise InvalidLevel(f"range {_q(text)} has no high level after '-'")
-        high = Level.parse(high_text, categories=categories, sensitivities=sensitivities)
+            raise InvalidLevel(f"range {show_input(text)} has no high level after '-'")
+        high = Level.parse(high_text, **sizes)
         return cls(low, high)
 
-    def contains(self, level: Level) -> bool:
+    @classmethod
+    def coerce(
+        cls,
+        value: LevelRange | Level | str,
+        *,
+        categories: int = DEFAULT_CATEGORIES,
+        sensitivities: int = DEFAULT_SENSITIVITIES,
+    ) -> LevelRange:
+        """A range from a range, a level (low == high) or text."""
+        if isinstance(value, LevelRange):
+            return value
+        if isinstance(value, Level):
+            return cls(value, value)
+        if isinstance(value, str):
+            return cls.parse(value, categories=categories, sensitivities=sensitivities)
+        raise InvalidLevel(
+            f"a level range must be a LevelRange or text, not {type(value).__name__}"
+        )
+
+    def contains(self, level: Level | str) -> bool:
         """True when ``level`` lies within the range (high dominates it, it dominates low)."""
+        if not isinstance(level, Level):
+            level = Level.coerce(level)
         return self.high.dominates(level) and level.dominates(self.low)
 
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is LevelRange:
+            return self.low == other.low and self.high == other.high
+        if isinstance(other, str):
+            return _text_equals(self, other)
+        if isinstance(other, Level):
+            return self.low == self.high == other
+        return NotImplemented
+
+    def __ne__(self, other: object) -> bool:
+        equal = self.__eq__(other)
+        return equal if equal is NotImplemented else not equal
+
+    def __hash__(self) -> int:
+        # Equal to its level's hash when both ends are equal: they compare equal.
+        return hash(self.low) if self.low == self.high else hash((self.low, self.high))
+
+    def __repr__(self) -> str:
+        return f"LevelRange({str(self)!r})"
+
     def __str__(self) -> str:
+        if self.low == self.high:
+            return str(self.low)
         return f"{self.low}-{self.high}"
 
 
@@ -257,11 +437,19 @@ def parse_level_or_range(
     *,
     categories: int = DEFAULT_CATEGORIES,
     sensitivities: int = DEFAULT_SENSITIVITIES,
+    strict: bool = False,
 ) -> Level | LevelRange:
-    """Parse a level, or a range when the text holds a ``-``."""
+    """Parse a level, or a range when the text holds a ``-``.
+
+    A range whose ends are equal (``s0-s0``) is returned as that level: the
+    kernel makes no difference between them.
+    """
     if isinstance(text, str) and "-" in text:
-        return LevelRange.parse(text, categories=categories, sensitivities=sensitivities)
-    return Level.parse(text, categories=categories, sensitivities=sensitivities)
+        span = LevelRange.parse(
+            text, categories=categories, sensitivities=sensitivities, strict=strict
+        )
+        return span.low if span.low == span.high and not strict else span
+    return Level.parse(text, categories=categories, sensitivities=sensitivities, strict=strict)
 
 
 __all__ = [

@@ -30,7 +30,7 @@ def untranslated(args: argparse.Namespace, text: str) -> str:
         return text
     from mcslabel.verification.translations import load_translations
 
-    categories = getattr(args, "categories", 1024)
+    categories = getattr(args, "categories", None) or 1024
     return load_translations(args.policy_root).raw_text(text, categories=categories)
 
 

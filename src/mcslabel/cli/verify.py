@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from mcslabel.cli._common import (
     EXIT_CHECK_FAILED,
-    EXIT_INPUT,
     EXIT_OK,
     add_json_flag,
     print_json,
@@ -32,7 +30,11 @@ def register(subparsers: Any) -> None:
     )
     add_policy_flags(parser)
     parser.add_argument("--domain", metavar="TYPE", help="domain (default: lxc_contexts process)")
-    parser.add_argument("--level", metavar="LEVEL", help="the container's level (s0:c1,c2)")
+    parser.add_argument(
+        "--level",
+        metavar="LEVEL",
+        help="the container's level (s0:c1,c2) or level range (s0-s0:c0.c1023)",
+    )
     parser.add_argument(
         "--path",
         metavar="PATH",
@@ -106,43 +108,24 @@ def _booleans(values: list[str] | None) -> dict[str, bool] | None:
     return result
 
 
-def _open_store(url: str) -> Any:
-    try:
-        from mcslabel.allocation.stores import open_store
-    except ImportError as exc:
-        print(f"mcslabel: error: --store is not available in this build: {exc}", file=sys.stderr)
-        return None
-    return open_store(url, read_only=True)  # reading only: never creates a store
-
-
 def _verify(args: argparse.Namespace) -> int:
     from mcslabel.verification.verifier import DEFAULT_PATHS, verify
 
     perms = _perms(args.perms)
     classes = args.classes or (list(perms) if perms else ["file", "dir"])
-    store = None
-    if args.store:
-        store = _open_store(args.store)
-        if store is None:
-            return EXIT_INPUT
-    try:
-        report = verify(
-            policy_root=args.policy_root,
-            policy=args.policy,
-            domain=args.domain,
-            level=args.level,
-            paths=args.paths or DEFAULT_PATHS,
-            classes=classes,
-            perms=perms,
-            booleans=_booleans(args.booleans),
-            root=args.root,
-            store=store,
-            file_type=args.file_type,
-        )
-    finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+    report = verify(
+        policy_root=args.policy_root,
+        policy=args.policy,
+        domain=args.domain,
+        level=args.level,
+        paths=args.paths or DEFAULT_PATHS,
+        classes=classes,
+        perms=perms,
+        booleans=_booleans(args.booleans),
+        root=args.root,
+        store=args.store,  # a URL: verify opens and closes it
+        file_type=args.file_type,
+    )
     if args.json:
         print_json(report.to_dict())
     else:
@@ -175,6 +158,10 @@ def _print(report: Any) -> None:
             "what-if "
             + ", ".join(f"{k}={'on' if v else 'off'}" for k, v in report.booleans.items())
         )
+    if report.paths:
+        print()
+        for p in report.paths:
+            print(f"{p.path}  {p.context}  ({p.rule or p.source})")
     rows: list[tuple[object, ...]] = []
     for p in report.paths:
         for c in p.checks:

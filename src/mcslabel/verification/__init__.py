@@ -1,10 +1,12 @@
 """Verifying confinement with the real policy (SETools + libsepol).
 
-Owns: loading a policy root, file-context lookups, the access decision
-engine (libsepol), rule search (SETools), the report types and
-:func:`verify`.
+Owns: loading a policy root and its MLS facts (``policy``), path contexts
+(``filecontexts``, ``genfs``), the access decision engine (``engine``,
+libsepol), rule search (``rules``, SETools), input checking (``inputs``),
+the report types (``report``) and :func:`verify` (``verifier``).
 May import: the model and :mod:`mcslabel.errors`. Nothing from allocation's
-internals, relabeling, integrations or the CLI; stores are taken as values.
+internals, relabeling, integrations or the CLI; stores are taken as values
+(a store URL is opened through the public ``open_store``).
 """
 
 from __future__ import annotations

@@ -49,3 +49,8 @@ def audit2why() -> ModuleType:
     """libselinux's audit2why extension (libsepol access decisions)."""
     selinux()
     return _import("selinux.audit2why", "analyze", "libselinux audit2why extension")
+
+
+def setools_error(name: str) -> type[Exception]:
+    """The SETools exception class ``name`` (``InvalidType``, ``InvalidClass``...)."""
+    return getattr(setools().exception, name)  # type: ignore[no-any-return]

@@ -289,3 +289,70 @@ class ServicesPolicy:
 
 #: Guards every use of libsepol's process-global state (services and audit2why).
 services_lock = threading.RLock()
+
+
+# --- MLS facts without SETools ---------------------------------------------------
+
+#: Largest category number probed (far beyond any policy: checkpolicy's own limit is lower).
+_MAX_CATEGORIES = 1 << 16
+
+
+def mls_facts(
+    policy_file: str, probes: tuple[str, ...] = ()
+) -> tuple[bool, int, int, tuple[bool, ...]]:
+    """``(mls, sensitivities, categories, accepted)`` of a binary policy, read by libsepol.
+
+    Sizes are found with ``sepol_mls_check`` (the highest valid ``sN`` and
+    ``s0:cN``); ``accepted`` says, for each of ``probes`` (MLS levels or
+    ranges), whether libsepol accepts it in this policy. About 30 ms for a
+    distro policy, a tenth of what loading it with SETools costs.
+    """
+    lib = _lib()
+    if not getattr(lib.sepol_mls_check, "argtypes", None):
+        lib.sepol_mls_check.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_char_p]
+        lib.sepol_mls_check.restype = ctypes.c_int
+        lib.sepol_policydb_mls_enabled.argtypes = [ctypes.c_void_p]
+        lib.sepol_policydb_mls_enabled.restype = ctypes.c_int
+    try:
+        data = Path(policy_file).read_bytes()
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {policy_file}: {exc.strerror}") from exc
+    handle = lib.sepol_handle_create()
+    if not handle:
+        raise PolicyError("libsepol: cannot create a handle")
+    lib.sepol_msg_set_callback(handle, None, None)
+    pf, db = ctypes.c_void_p(), ctypes.c_void_p()
+    try:
+        if lib.sepol_policy_file_create(ctypes.byref(pf)) < 0:
+            raise PolicyError("libsepol: cannot create a policy file object")
+        lib.sepol_policy_file_set_mem(pf, data, len(data))
+        lib.sepol_policy_file_set_handle(pf, handle)
+        if lib.sepol_policydb_create(ctypes.byref(db)) < 0:
+            raise PolicyError("libsepol: cannot create a policydb")
+        if lib.sepol_policydb_read(db, pf) < 0:
+            raise PolicyError(
+                f"{policy_file} is a damaged or truncated binary policy: libsepol cannot read it"
+            )
+        if not lib.sepol_policydb_mls_enabled(db):
+            return False, 0, 0, tuple(False for _ in probes)
+
+        def valid(text: str) -> bool:
+            return bool(lib.sepol_mls_check(handle, db, text.encode()) == 0)
+
+        sensitivities = 0
+        while sensitivities < _MAX_CATEGORIES and valid(f"s{sensitivities}"):
+            sensitivities += 1
+        low, high = 0, _MAX_CATEGORIES
+        while low < high:  # the first category number s0 does not have
+            middle = (low + high) // 2
+            if valid(f"s0:c{middle}"):
+                low = middle + 1
+            else:
+                high = middle
+        return True, sensitivities, low, tuple(valid(p) for p in probes)
+    finally:
+        if db:
+            lib.sepol_policydb_free(db)
+        if pf:
+            lib.sepol_policy_file_free(pf)
+        lib.sepol_handle_destroy(handle)

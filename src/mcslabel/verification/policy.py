@@ -125,6 +125,50 @@ class Policy:
         return self.root.container_contexts()
 
 
+@attrs.frozen
+class MlsFacts:
+    """What a policy says about levels, read quickly by libsepol (no SETools)."""
+
+    path: Path
+    mls: bool
+    sensitivities: int
+    categories: int
+    #: For each probed level or range: does libsepol accept it in this policy?
+    accepted: tuple[bool, ...] = ()
+
+
+def mls_facts(
+    policy_root: str | os.PathLike[str] | PolicyRoot | None = None,
+    *,
+    policy: str | os.PathLike[str] | None = None,
+    probes: tuple[str, ...] = (),
+) -> MlsFacts:
+    """Sensitivity and category counts of a policy (given file, root's, or installed).
+
+    Reads the binary policy with libsepol (tens of milliseconds), for callers
+    that need levels checked against the policy but not its rules
+    (``mcslabel check``). ``probes`` are levels or ranges libsepol judges
+    itself (``sepol_mls_check``: names and syntax; it does not check a
+    sensitivity's own category set).
+    """
+    from mcslabel.verification._sepol import mls_facts as read_facts
+
+    if isinstance(policy_root, PolicyRoot):
+        root: PolicyRoot | None = policy_root
+    elif policy_root is not None:
+        root = PolicyRoot.at(policy_root)
+    elif policy is None:
+        root = PolicyRoot.installed()
+    else:
+        root = None
+    path = (Path(policy) if policy is not None else _root_policy_file(root)).resolve()
+    if not path.is_file():
+        raise PolicyError(f"policy file {path} does not exist")
+    _check_magic(str(path))
+    mls, sensitivities, categories, accepted = read_facts(str(path), probes)
+    return MlsFacts(path, mls, sensitivities, categories, accepted)
+
+
 def load_policy(
     policy_root: str | os.PathLike[str] | PolicyRoot | None = None,
     *,
@@ -140,8 +184,22 @@ def load_policy(
         root = PolicyRoot.installed()
     else:
         root = None
-    path = Path(policy) if policy is not None else _root_policy_file(root)
-    return _load(str(path.resolve()), root)
+    path = (Path(policy) if policy is not None else _root_policy_file(root)).resolve()
+    try:
+        st = path.stat()
+    except OSError:
+        raise PolicyError(f"policy file {path} does not exist") from None
+    # The file's identity is part of the key: a policy rebuilt in place is reloaded.
+    return _load(str(path), root, st.st_mtime_ns, st.st_size)
+
+
+def clear_policy_cache() -> None:
+    """Forget every loaded policy (the next :func:`load_policy` reads the file again).
+
+    Policies rewritten in place are noticed without this; it is for tests and
+    for freeing the memory of policies no longer used.
+    """
+    _load.cache_clear()
 
 
 def _root_policy_file(root: PolicyRoot | None) -> Path:
@@ -149,16 +207,39 @@ def _root_policy_file(root: PolicyRoot | None) -> Path:
     return root.policy_file
 
 
+#: The first four bytes of every kernel binary policy (POLICYDB_MAGIC, little-endian).
+BINARY_POLICY_MAGIC = bytes.fromhex("8cff7cf9")
+
+
+def _check_magic(path: str) -> None:
+    # SETools would take anything else for a policy.conf and say "Source
+    # policies are not supported", which names the wrong problem.
+    try:
+        with open(path, "rb") as f:
+            head = f.read(4)
+    except OSError as exc:
+        raise PolicyError(f"cannot read policy file {path}: {exc.strerror}") from exc
+    if head != BINARY_POLICY_MAGIC:
+        raise PolicyError(
+            f"{path} is not a binary SELinux policy (no policy magic number);"
+            " pass a compiled policy.NN (checkpolicy/semodule output)"
+        )
+
+
 @functools.lru_cache(maxsize=8)
-def _load(path: str, root: PolicyRoot | None) -> Policy:
+def _load(path: str, root: PolicyRoot | None, mtime_ns: int = 0, size: int = 0) -> Policy:
     # Policies are immutable files in practice and a load costs ~0.1 s: cache.
     setools = _bindings.setools()
     if not Path(path).is_file():
         raise PolicyError(f"policy file {path} does not exist")
+    _check_magic(path)
     try:
         sp = setools.SELinuxPolicy(path)
     except (setools.exception.InvalidPolicy, OSError, ValueError) as exc:
-        raise PolicyError(f"{path} is not a loadable binary policy: {exc}") from exc
+        # The magic matched: a binary policy that libsepol cannot read through.
+        raise PolicyError(
+            f"{path} is a damaged or truncated binary policy: libsepol cannot read it"
+        ) from exc
     mls = bool(sp.mls)
     return Policy(
         path=Path(path),
@@ -172,9 +253,13 @@ def _load(path: str, root: PolicyRoot | None) -> Policy:
 
 
 __all__ = [
+    "BINARY_POLICY_MAGIC",
     "SELINUX_DIR",
+    "MlsFacts",
     "Policy",
     "PolicyRoot",
+    "clear_policy_cache",
     "installed_policy_type",
     "load_policy",
+    "mls_facts",
 ]
