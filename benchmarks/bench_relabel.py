@@ -141,10 +141,10 @@ def main() -> int:
         t = timed(lambda: make_tree(tree, dirs, per_dir))
         n = dirs * per_dir
         print(f"tree: {n} files in {dirs} dirs under {tree} (made in {t:.1f}s)")
-        from mcslabel.relabeling.engine import _default_workers
+        from mcslabel.relabeling.engine import default_workers
 
         probe = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
-        chosen = _default_workers(probe) if args.workers is None else args.workers
+        chosen = default_workers(probe) if args.workers is None else args.workers
         os.close(probe)
         print(f"main cases: workers={chosen}; load average {os.getloadavg()[0]:.2f} at the start")
         ours: dict[str, list[tuple[float, float]]] = {k: [] for k in TARGETS}

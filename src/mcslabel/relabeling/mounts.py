@@ -1,0 +1,103 @@
+"""The mount table (``/proc/self/mountinfo``), read one way for every user.
+
+A relabel needs two things from it: the mount points inside a volume (not
+crossed unless asked), and, for a bind mount, which host directory it shows,
+so that a bind of a refused tree is refused wherever that tree lives
+(:func:`aliases`). Paths are ``str`` decoded with ``surrogateescape`` (any
+bytes round-trip through :func:`os.fsencode`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import NamedTuple
+
+MOUNTINFO = "/proc/self/mountinfo"
+_OCTAL = re.compile(r"\\([0-7]{3})")
+
+
+class Mount(NamedTuple):
+    """One line of mountinfo."""
+
+    device: str  # "major:minor" of the file system
+    root: str  # the directory of that file system the mount shows ("/" for all of it)
+    point: str  # where it is mounted
+
+
+def unoctal(raw: str) -> str:
+    """mountinfo's field with ``\\ooo`` escapes (space, tab, newline, backslash) undone."""
+    if "\\" not in raw:
+        return raw
+    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), raw)
+
+
+def read_mountinfo(path: str = MOUNTINFO) -> list[Mount]:
+    """Every mount, in the kernel's order (a later mount hides an earlier one);
+    empty when the table cannot be read."""
+    mounts: list[Mount] = []
+    try:
+        with open(path, encoding="utf-8", errors="surrogateescape") as fh:
+            for line in fh:
+                fields = line.split(" ", 5)
+                if len(fields) >= 5:
+                    mounts.append(Mount(fields[2], unoctal(fields[3]), unoctal(fields[4])))
+    except OSError:
+        return []
+    return mounts
+
+
+def _inside(path: str, tree: str) -> bool:
+    return path == tree or tree == "/" or path.startswith(tree + "/")
+
+
+def points_under(root: str, mounts: list[Mount]) -> dict[bytes, Mount]:
+    """Mount points strictly inside canonical ``root``, as paths relative to
+    it (bytes, as the walks spell them), each with its mount."""
+    prefix = root.rstrip("/") + "/"
+    return {os.fsencode(m.point[len(prefix) :]): m for m in mounts if m.point.startswith(prefix)}
+
+
+def holder(path: str, mounts: list[Mount]) -> Mount | None:
+    """The mount that canonical ``path`` is on (the longest mount point; the
+    later of two on one point, which hides the earlier)."""
+    found = None
+    for mount in mounts:
+        if _inside(path, mount.point) and (found is None or len(mount.point) >= len(found.point)):
+            found = mount
+    return found
+
+
+def aliases(path: str, mounts: list[Mount]) -> list[str]:
+    """Other spellings of canonical ``path`` through the mounts of its file system.
+
+    The mount holding ``path`` shows directory ``source`` of its file system;
+    every mount of the same file system that shows an ancestor of ``source``
+    gives an alias (``/srv/vol`` bind-mounted from ``/usr/share`` is also
+    ``/usr/share``; a bind of ``/dev/shm/sub`` is also ``/dev/shm/sub``).
+    """
+    mount = holder(path, mounts)
+    if mount is None:
+        return []
+    rest = path[len(mount.point) :] if mount.point != "/" else path
+    source = (mount.root.rstrip("/") + "/" + rest.lstrip("/")).rstrip("/") or "/"
+    found = []
+    for other in mounts:
+        if other.device == mount.device and _inside(source, other.root):
+            tail = source[len(other.root) :] if other.root != "/" else source
+            alias = os.path.normpath(other.point.rstrip("/") + "/" + tail.lstrip("/"))
+            alias = "/" if alias == "//" else alias
+            if alias != path and alias not in found:
+                found.append(alias)
+    return found
+
+
+__all__ = [
+    "MOUNTINFO",
+    "Mount",
+    "aliases",
+    "holder",
+    "points_under",
+    "read_mountinfo",
+    "unoctal",
+]
