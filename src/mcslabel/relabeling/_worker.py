@@ -334,12 +334,13 @@ class Worker(WalkCounts):
                 self.pending.append((d, group))
             group.append(name)
             records.append(d.record(ino, old, name))
-            if len(records) >= spec.batch_entries:
-                self.flush(d)
-                records, seen = self.records, self.inflight
-                group = None
         self.changed += changed
         self.unchanged += unchanged
+        # Flushed only after the whole list: every name in it was read before
+        # any write, so a flush in its middle (which forgets the inodes in
+        # flight) would journal a later link of an inode a second time.
+        if journaled and len(records) >= spec.batch_entries:
+            self.flush(d)
 
     def set_label(self, d: OpenDir, name: str) -> int:
         """Write the target label on ``name`` in ``d`` (the current directory):
