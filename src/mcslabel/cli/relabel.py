@@ -59,6 +59,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy-root", metavar="DIR", default=None, help="policy root for lxc_contexts"
     )
+    parser.add_argument(
+        "--trust-marker",
+        action="store_true",
+        help="skip the walk of a tree unchanged since a marked relabel to this label, and mark"
+        " it after a complete one (opt-in: it misses labels changed in place, see docs/relabel.md)",
+    )
     add_store_flag(parser)
     parser.add_argument(
         "--owner",
@@ -223,6 +229,7 @@ def _relabel(args: argparse.Namespace) -> int:
             progress=bar,
             policy_root=args.policy_root,
             refuse=refuse,
+            trust_marker=args.trust_marker,
         )
     except RefusedPath as exc:
         return _refused(args, exc)
@@ -233,6 +240,8 @@ def _relabel(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         verb = "would change" if result.dry_run else "changed"
+        if result.skipped_by_marker:
+            verb = "unchanged since its marker: walk skipped; changed"
         print(
             f"{result.root}: {verb} {result.changed}, already right {result.unchanged},"
             f" failed {result.failed}, mounts skipped {result.skipped_mounts}"

@@ -19,7 +19,7 @@ import signal
 import struct
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
 from mcslabel.relabeling._split import Spec
@@ -47,17 +47,20 @@ def _load_prctl() -> Any:
     return _prctl
 
 
+#: What a worker process runs: ``task(k, out)`` returns its summary (sent with
+#: :mod:`marshal`); it may send progress on ``out`` (``b"P"`` + :data:`PROGRESS`).
+Task = Callable[[int, int], dict[str, Any]]
+
+
 def _child(
-    spec: Spec,
+    task: Task,
     k: int,
-    n: int,
-    segment: JournalWriter | None,
     out: int,
     close: list[int],
     parent: int,
     mask: set[int | signal.Signals],
 ) -> None:
-    """Run worker ``k`` and leave the process; never returns to the caller."""
+    """Run ``task`` as worker ``k`` and leave the process; never returns to the caller."""
     code = 70
     try:
         prctl = _prctl
@@ -71,9 +74,7 @@ def _child(
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # blocked over the fork
         for fd in close:
             os.close(fd)
-        worker = Worker(spec, k, n, segment, out)
-        worker.run()
-        payload = marshal.dumps(worker.summary())
+        payload = marshal.dumps(task(k, out))
         os.write(out, b"F" + struct.pack("<I", len(payload)))
         view = memoryview(payload)
         while view:
@@ -81,7 +82,7 @@ def _child(
         code = 0
     except BaseException as exc:
         with contextlib.suppress(OSError):
-            os.write(2, f"mcslabel relabel worker {k}: {exc!r}\n".encode())
+            os.write(2, f"mcslabel worker {k}: {exc!r}\n".encode())
     finally:
         os._exit(code)
 
@@ -94,7 +95,7 @@ def run(
     progress: Callable[[Counts], None] | None,
     journal_ready: Callable[[], None] | None = None,
 ) -> None:
-    """Fork ``workers`` processes, wait for all of them, add their results to ``totals``.
+    """Relabel in ``workers`` processes, wait for all of them, add their results to ``totals``.
 
     A worker that dies or fails counts as a failure (``errno`` 0, path ``.``),
     so the root is then not labeled; its journal segment keeps what it did.
@@ -103,29 +104,79 @@ def run(
     parent once the workers are started; they read labels meanwhile and
     change none before it returns.
     """
+    unclosed: list[int] = []
+    if spec.by_directory:
+        spec.lock_fd = os.memfd_create("mcslabel-relabel-lock", os.MFD_CLOEXEC)
+        unclosed.append(spec.lock_fd)
+    go_w = -1
+    if journal_ready is not None:
+        spec.go_fd, go_w = os.pipe2(os.O_CLOEXEC)
+        unclosed += (spec.go_fd, go_w)
+
+    def task(k: int, out: int) -> dict[str, Any]:
+        worker = Worker(spec, k, workers, segments[k] if segments else None, out)
+        worker.run()
+        return worker.summary()
+
+    def started() -> None:
+        if journal_ready is not None:
+            journal_ready()  # raising kills the workers, before any label changed
+            os.write(go_w, b"1" * workers)
+
+    try:
+        finals = fork_workers(
+            workers,
+            task,
+            progress,
+            own_fds=[s.fileno() for s in segments] if segments else [],
+            parent_only=[go_w] if go_w >= 0 else [],  # or a failed journal never reaches EOF
+            started=started,
+        )
+    finally:
+        for fd in unclosed:
+            os.close(fd)
+    for final, died in finals:
+        if died is not None:
+            totals.errors.worker_died(f"relabel worker {died}")
+        totals.visited += final.get("visited", 0)
+        totals.changed += final.get("changed", 0)
+        totals.unchanged += final.get("unchanged", 0)
+        totals.skipped_mounts += final.get("skipped_mounts", 0)
+        totals.errors.merge(
+            final.get("failed", 0), final.get("errors", []), final.get("error_counts", {})
+        )
+
+
+def fork_workers(
+    workers: int,
+    task: Task,
+    progress: Callable[[Counts], None] | None,
+    *,
+    own_fds: Sequence[int] = (),
+    parent_only: Sequence[int] = (),
+    started: Callable[[], None] | None = None,
+) -> list[tuple[dict[str, Any], str | None]]:
+    """Fork ``workers`` processes running ``task``; wait for all of them.
+
+    Returns each worker's summary with ``None``, or, for a worker that died
+    or failed, its last progress counts with why (``"k killed by SIGKILL"``).
+    ``own_fds[k]`` stays open in worker ``k`` only; ``parent_only`` fds are
+    closed in every worker. ``started`` runs in the parent once all are forked.
+    Workers die with the parent; an exception in the parent kills them.
+    """
     _load_prctl()
     me = os.getpid()
     pipes: list[tuple[int, int]] = []
     unclosed: set[int] = set()
-    seg_fds = [s.fileno() for s in segments] if segments else []
     pids: dict[int, int] = {}
-    if spec.by_directory:
-        spec.lock_fd = os.memfd_create("mcslabel-relabel-lock", os.MFD_CLOEXEC)
-        unclosed.add(spec.lock_fd)
-    go_w = -1
-    if journal_ready is not None:
-        spec.go_fd, go_w = os.pipe2(os.O_CLOEXEC)
-        unclosed.update((spec.go_fd, go_w))
     try:
         for _ in range(workers):
             pipes.append(os.pipe2(os.O_CLOEXEC))
             unclosed.update(pipes[-1])
         for k in range(workers):
             close = [fd for i, (r, w) in enumerate(pipes) for fd in (r, w) if i != k or fd == r]
-            close += [fd for i, fd in enumerate(seg_fds) if i != k]
-            if go_w >= 0:
-                close.append(go_w)  # or a failed journal would never reach EOF in the others
-            segment = segments[k] if segments else None
+            close += [fd for i, fd in enumerate(own_fds) if i != k]
+            close += list(parent_only)
             # Flush Python's buffers so the child cannot write them a second time.
             sys.stdout.flush()
             sys.stderr.flush()
@@ -135,17 +186,16 @@ def run(
             try:
                 pid = os.fork()
                 if pid == 0:
-                    _child(spec, k, workers, segment, pipes[k][1], close, me, mask)
+                    _child(task, k, pipes[k][1], close, me, mask)
                 pids[k] = pid
             finally:
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for _, w in pipes:
             os.close(w)
             unclosed.discard(w)
-        if journal_ready is not None:
-            journal_ready()  # raising kills the workers below, before any label changed
-            os.write(go_w, b"1" * workers)
-        _collect(pipes, pids, totals, progress)
+        if started is not None:
+            started()
+        return _collect(pipes, pids, progress)
     except BaseException:
         for pid in pids.values():
             with contextlib.suppress(ProcessLookupError):
@@ -163,9 +213,8 @@ def run(
 def _collect(
     pipes: list[tuple[int, int]],
     pids: dict[int, int],
-    totals: WalkCounts,
     progress: Callable[[Counts], None] | None,
-) -> None:
+) -> list[tuple[dict[str, Any], str | None]]:
     buffers = {r: bytearray() for r, _ in pipes}
     index = {r: k for k, (r, _) in enumerate(pipes)}
     latest: dict[int, Counts] = {}
@@ -193,31 +242,33 @@ def _collect(
                 progress(_sum(latest.values()))
     finally:
         sel.close()
+    results: list[tuple[dict[str, Any], str | None]] = []
     for k in list(pids):
-        # Forget the pid only once reaped: an interrupted wait leaves it to run()'s cleanup.
+        # Forget the pid only once reaped: an interrupted wait leaves it to the caller's cleanup.
         _, status = os.waitpid(pids[k], 0)
         del pids[k]
         final = finals.get(k)
-        if final is None or status != 0:
-            if os.WIFSIGNALED(status):
-                why = f"killed by {signal.Signals(os.WTERMSIG(status)).name}"
-            else:
-                why = f"exit status {os.waitstatus_to_exitcode(status)}"
-            totals.errors.worker_died(f"relabel worker {k} {why}")
-            counts = latest.get(k, (0, 0, 0, 0))
-            final = final or {
-                "visited": counts[0],
-                "changed": counts[1],
-                "unchanged": counts[2],
-                "failed": counts[3],
-            }
-        totals.visited += final.get("visited", 0)
-        totals.changed += final.get("changed", 0)
-        totals.unchanged += final.get("unchanged", 0)
-        totals.skipped_mounts += final.get("skipped_mounts", 0)
-        totals.errors.merge(
-            final.get("failed", 0), final.get("errors", []), final.get("error_counts", {})
+        if final is not None and status == 0:
+            results.append((final, None))
+            continue
+        if os.WIFSIGNALED(status):
+            why = f"{k} killed by {signal.Signals(os.WTERMSIG(status)).name}"
+        else:
+            why = f"{k} exit status {os.waitstatus_to_exitcode(status)}"
+        counts = latest.get(k, (0, 0, 0, 0))
+        results.append(
+            (
+                final
+                or {
+                    "visited": counts[0],
+                    "changed": counts[1],
+                    "unchanged": counts[2],
+                    "failed": counts[3],
+                },
+                why,
+            )
         )
+    return results
 
 
 def _parse(
@@ -250,5 +301,7 @@ def _sum(counts: Iterable[Counts]) -> Counts:
 
 __all__ = [
     "Counts",
+    "Task",
+    "fork_workers",
     "run",
 ]

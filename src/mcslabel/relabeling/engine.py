@@ -32,9 +32,9 @@ from mcslabel.context import Context
 from mcslabel.errors import InvalidInput, RelabelError
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
-from mcslabel.relabeling import _parallel, _split, _xattrat
+from mcslabel.relabeling import _parallel, _split, _xattrat, markers
 from mcslabel.relabeling._serial import BATCH_DIRS, BATCH_ENTRIES, SerialWalk
-from mcslabel.relabeling._walking import O_DIR, MountRules, OpenDir
+from mcslabel.relabeling._walking import O_DIR, MountRules, OpenDir, right_labels
 from mcslabel.relabeling.journal import JournalHeader, JournalWriter
 from mcslabel.relabeling.mounts import read_mountinfo
 from mcslabel.relabeling.refusals import RefusedPaths, check_relabel_allowed
@@ -134,6 +134,7 @@ def relabel(
     policy_root: PolicyRoot | str | os.PathLike[str] | None = None,
     refuse: Iterable[str | os.PathLike[str]] = (),
     use_xattrat: bool | None = None,
+    trust_marker: bool = False,
 ) -> RelabelResult:
     """Give every file under ``path`` one SELinux file context.
 
@@ -152,7 +153,12 @@ def relabel(
     :data:`PARALLEL_MIN_ENTRIES` entries and 0 for smaller ones and dry runs.
     ``progress`` is called in the calling thread about ten times a second.
     ``refuse`` adds paths to the refused list. ``use_xattrat=False``
-    forces the procfs fallback (tests).
+    forces the procfs fallback (tests). ``trust_marker=True`` skips the
+    walk of a tree that a marked relabel to the same label completed and
+    whose directories have not changed since, and marks the tree after a
+    complete relabel (opt-in; what it can miss:
+    :mod:`mcslabel.relabeling.markers`); the result then says
+    ``skipped_by_marker``.
 
     Raises :class:`~mcslabel.errors.RefusedPath` for a refused path,
     :class:`~mcslabel.errors.InvalidInput` for a bad label and
@@ -205,24 +211,6 @@ def relabel(
             os.readlink(f"/proc/self/fd/{root_fd}"), refused=refused, mounts=mounts
         )
         is_dir = stat.S_ISDIR(st.st_mode)
-        if not is_dir or dry_run:
-            workers = 0
-        elif workers is None:
-            workers = default_workers(root_fd)
-        if journal is not None and not dry_run:
-            header = JournalHeader(
-                root=str(root),
-                dev=st.st_dev,
-                ino=st.st_ino,
-                target=str(ctx),
-                started=datetime.now(UTC).isoformat(timespec="seconds"),
-            )
-            if workers:
-                writer, segments = JournalWriter.with_segments(
-                    journal, header, workers, deferred=True
-                )
-            else:
-                writer = JournalWriter(journal, header)
         rules = MountRules(
             root=str(root),
             root_dev=st.st_dev,
@@ -230,6 +218,46 @@ def relabel(
             refused=refused,
             mounts=mounts if is_dir else [],
         )
+        # The marker speaks for a tree without mounts inside (their content is not dated).
+        marked = trust_marker and is_dir and not rules.points
+        if marked:
+            skipped = _marker_says_unchanged(root_fd, ctx, target)
+            if skipped is not None:
+                if journal is not None and not dry_run:
+                    writer = JournalWriter(journal, _header(root, st, ctx))
+                    writer.finish({"changed": 0, "failed": 0, "complete": True})
+                return RelabelResult(
+                    root=root,
+                    context=ctx,
+                    changed=0,
+                    unchanged=skipped,
+                    failed=0,
+                    skipped_mounts=0,
+                    errors=(),
+                    error_counts=MappingProxyType({}),
+                    duration=time.monotonic() - started,
+                    dry_run=dry_run,
+                    complete=True,
+                    journal=None if writer is None else writer.path,
+                    skipped_by_marker=True,
+                )
+        walk_start = markers.walk_started()
+        if is_dir and not dry_run:
+            # Any walk that may change labels voids a marker first: killed midway,
+            # it would leave labels changed under a marker that still looks valid.
+            markers.remove_marker(root_fd)
+        if not is_dir or dry_run:
+            workers = 0
+        elif workers is None:
+            workers = default_workers(root_fd)
+        if journal is not None and not dry_run:
+            header = _header(root, st, ctx)
+            if workers:
+                writer, segments = JournalWriter.with_segments(
+                    journal, header, workers, deferred=True
+                )
+            else:
+                writer = JournalWriter(journal, header)
         walk = SerialWalk(
             root_fd=root_fd,
             target=target,
@@ -262,6 +290,14 @@ def relabel(
             complete = walk.run() if is_dir else True
         complete = complete and _label_root(walk, root_fd, st, writer, dry_run)
         walk.report(force=True)
+        if marked and not dry_run:
+            if complete:
+                entries = walk.changed + walk.unchanged
+                markers.write_marker(
+                    root_fd, markers.Marker(str(ctx), walk_start, time.time_ns(), entries)
+                )
+            else:
+                markers.remove_marker(root_fd)
         if writer is not None:
             writer.finish({"changed": walk.changed, "failed": walk.failed, "complete": complete})
     finally:
@@ -285,6 +321,33 @@ def relabel(
         complete=complete,
         journal=None if writer is None else writer.path,
     )
+
+
+def _header(root: Path, st: os.stat_result, ctx: Context) -> JournalHeader:
+    return JournalHeader(
+        root=str(root),
+        dev=st.st_dev,
+        ino=st.st_ino,
+        target=str(ctx),
+        started=datetime.now(UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _marker_says_unchanged(root_fd: int, ctx: Context, target: bytes) -> int | None:
+    """The entry count of a trusted marker when the tree is unchanged since
+    (see :mod:`mcslabel.relabeling.markers`), else None."""
+    marker = markers.read_marker(root_fd)
+    if marker is None or marker.target != str(ctx):
+        return None
+    try:
+        if _xattrat.get_fd(root_fd) not in right_labels(target):
+            return None
+    except OSError:
+        return None
+    nlink = _split.nlink_counts_subdirs(root_fd)
+    if not markers.unchanged_since(root_fd, marker, nlink_counts_subdirs=nlink):
+        return None
+    return marker.entries
 
 
 def _run_parallel(

@@ -16,6 +16,7 @@ from mcslabel.errors import show_input as _q
 from mcslabel.relabeling import _xattrat
 from mcslabel.relabeling._walking import right_labels
 from mcslabel.relabeling.journal import read_journal, wait_unlocked
+from mcslabel.relabeling.markers import remove_marker
 from mcslabel.relabeling.refusals import check_relabel_allowed
 from mcslabel.relabeling.results import ErrorTally, RestoreResult
 
@@ -70,6 +71,8 @@ def _restore(
         st = os.fstat(root_fd)
         if (st.st_dev, st.st_ino) != (header.dev, header.ino):
             raise JournalError(f"{root} is not the directory the journal was written for")
+        if not dry_run:
+            remove_marker(root_fd)  # labels are about to change under it
         for rec in records:
             rel = rec.relpath
             parts = rel.split(b"/")
