@@ -345,10 +345,17 @@ def read_journal(
     missing or belongs to another relabel, raises :class:`JournalError`
     before a single record is returned.
     """
+    header, finished, parts = validate_journal(path)
+    return header, finished, itertools.chain.from_iterable(_records(q) for q in parts)
+
+
+def validate_journal(path: str | os.PathLike[str]) -> tuple[JournalHeader, bool, list[Path]]:
+    """Validate the whole journal like :func:`read_journal`; return its header,
+    whether it finished, and its files in record order (segments, then itself),
+    each to stream with :func:`record_tuples`."""
     p = Path(path)
     header, finished = _validate(p)
-    parts = [*_segments(p, header), p]
-    return header, finished, itertools.chain.from_iterable(_records(q) for q in parts)
+    return header, finished, [*_segments(p, header), p]
 
 
 def journal_files(path: str | os.PathLike[str]) -> list[Path]:
@@ -481,6 +488,13 @@ def _inside_root(field: str) -> bool:
 
 
 def _records(path: Path) -> Iterator[JournalRecord]:
+    for dev, ino, old, relpath in record_tuples(path):
+        yield JournalRecord(dev, ino, old, relpath)
+
+
+def record_tuples(path: Path) -> Iterator[tuple[int, int, bytes | None, bytes]]:
+    """The records of one validated journal file as ``(dev, ino, old, relpath)``
+    (no object per record: restore streams millions)."""
     with _open(path) as fh:
         fh.readline()
         fh.readline()
@@ -492,7 +506,9 @@ def _records(path: Path) -> Iterator[JournalRecord]:
                 raise JournalError(f"{path}: changed since it was validated: {_q(line)}")
             kind, label = m.group(3), m.group(4)
             old = None if kind == "-" else unescape(label) + (b"\0" if kind == "Z" else b"")
-            yield JournalRecord(int(m.group(1)), int(m.group(2)), old, unescape(m.group(5)))
+            path_field = m.group(5)
+            rel = path_field.encode("ascii") if "\\" not in path_field else unescape(path_field)
+            yield int(m.group(1)), int(m.group(2)), old, rel
 
 
 __all__ = [
@@ -507,7 +523,9 @@ __all__ = [
     "label_field",
     "read_journal",
     "record_line",
+    "record_tuples",
     "remove_journal",
     "unescape",
+    "validate_journal",
     "wait_unlocked",
 ]
