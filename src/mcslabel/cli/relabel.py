@@ -188,11 +188,16 @@ def _check_held(args: argparse.Namespace) -> None:
         return
     from mcslabel.allocation import Allocator, open_store
     from mcslabel.cli.alloc import _default_owner as default_owner
+    from mcslabel.level import Level
 
     owner = args.owner or default_owner()
+    level = Level.parse(args.level)
     store = open_store(url)
     try:
-        held = Allocator(store).get(args.level)
+        # Only reading: a category space just big enough for the level keeps the
+        # allocator from building its free-pair index for the whole policy.
+        size = max([2, *(c + 1 for c in level.categories)])
+        held = Allocator(store, categories=size).get(level)
     finally:
         store.close()
     if held is not None and owner in held.owners:

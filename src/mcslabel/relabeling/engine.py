@@ -24,7 +24,6 @@ import signal
 import stat
 import time
 from collections.abc import Callable, Iterable, Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 from types import MappingProxyType
 
@@ -32,7 +31,7 @@ from mcslabel.context import Context
 from mcslabel.errors import InvalidInput, RelabelError
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
-from mcslabel.relabeling import _parallel, _split, _xattrat, markers
+from mcslabel.relabeling import _split, _xattrat, markers
 from mcslabel.relabeling._serial import BATCH_DIRS, BATCH_ENTRIES, SerialWalk
 from mcslabel.relabeling._walking import O_DIR, MountRules, OpenDir, right_labels
 from mcslabel.relabeling.journal import JournalHeader, JournalWriter
@@ -324,6 +323,8 @@ def relabel(
 
 
 def _header(root: Path, st: os.stat_result, ctx: Context) -> JournalHeader:
+    from datetime import UTC, datetime  # only journaled relabels pay for the import
+
     return JournalHeader(
         root=str(root),
         dev=st.st_dev,
@@ -385,6 +386,9 @@ def _run_parallel(
     for observe in _split.HOOKS.observers:
         observe(spec, workers)
     user = walk.progress
+    # Imported here: a relabel that stays in the calling process (small trees,
+    # the marker's fast path) does not load the fork machinery.
+    from mcslabel.relabeling import _parallel
 
     def progress(counts: _parallel.Counts) -> None:
         if user is not None:
