@@ -88,7 +88,14 @@ CLI_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"
 
 
 def cli(*argv: str) -> None:
-    subprocess.run([MCSLABEL, *argv], check=True, stdout=subprocess.DEVNULL, env=CLI_ENV)
+    # stderr too: the store lookup warns that the bench's levels are held by nobody
+    subprocess.run(
+        [MCSLABEL, *argv],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=CLI_ENV,
+    )
 
 
 def chcon(root: Path, context: str) -> None:

@@ -202,42 +202,28 @@ def _restore_records(
                             name, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dirs.get(parent)
                         )
                     st = os.fstat(fd)
-                    if (st.st_dev, st.st_ino) != (dev, ino):
-                        replaced += 1
-                        continue
-                    current = _xattrat.get_fd(fd)
-                    if current == old:
-                        unchanged += 1
-                    elif current not in written:
-                        # Relabeled by someone else since (or a new file that
-                        # reuses the inode number): not ours to undo.
-                        replaced += 1
-                    else:
-                        if not dry_run:
-                            _xattrat.set_fd(fd, old)
-                        restored += 1
-                    continue
-                dirs.get(parent)  # now the working directory
-                st = os.lstat(name)
+                else:
+                    dirs.get(parent)  # now the working directory
+                    st = os.lstat(name)
                 if (st.st_dev, st.st_ino) != (dev, ino):
                     replaced += 1
                     continue
-                try:
-                    current = os.getxattr(name, XATTR, follow_symlinks=False)
-                except OSError as exc:
-                    if exc.errno != errno.ENODATA:
-                        raise
-                    current = None
+                current = _xattrat.get_fd(fd) if fd >= 0 else _get_name(name)
                 if current == old:
                     unchanged += 1
                 elif current not in written:
+                    # Relabeled by someone else since (or a new file that
+                    # reuses the inode number): not ours to undo.
                     replaced += 1
                 else:
-                    if not dry_run:
-                        if old is None:
-                            os.removexattr(name, XATTR, follow_symlinks=False)
-                        else:
-                            os.setxattr(name, XATTR, old, follow_symlinks=False)
+                    if dry_run:
+                        pass
+                    elif fd >= 0:
+                        _xattrat.set_fd(fd, old)
+                    elif old is None:
+                        os.removexattr(name, XATTR, follow_symlinks=False)
+                    else:
+                        os.setxattr(name, XATTR, old, follow_symlinks=False)
                     restored += 1
             except FileNotFoundError:
                 replaced += 1  # gone since: nothing of ours to restore
@@ -251,6 +237,16 @@ def _restore_records(
         counts.restored += restored
         counts.unchanged += unchanged
         counts.replaced += replaced
+
+
+def _get_name(name: bytes) -> bytes | None:
+    """The label of ``name`` in the working directory, not following a symlink."""
+    try:
+        return os.getxattr(name, XATTR, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.ENODATA:
+            raise
+        return None
 
 
 class _DirCache:
