@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from mcslabel.errors import JournalError
+from mcslabel.errors import InvalidInput, JournalError
 from mcslabel.errors import show_input as _q
 from mcslabel.relabeling import _xattrat
 from mcslabel.relabeling._walking import right_labels
@@ -122,7 +122,7 @@ def _restore_workers(workers: int | None, segments: int) -> int:
     if workers is None:
         workers = min(len(os.sched_getaffinity(0)), MAX_RESTORE_WORKERS)
     if workers < 0:
-        raise JournalError(f"workers must be >= 0, got {workers}")
+        raise InvalidInput(f"workers must be >= 0, got {workers}")
     return min(workers, segments)
 
 
