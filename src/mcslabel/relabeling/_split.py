@@ -10,12 +10,14 @@ handed at the fork; :data:`HOOKS` are the test hooks of
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import os
 import struct
 from collections.abc import Callable
 from typing import Final
 
-from mcslabel.relabeling._walking import MountRules
+from mcslabel.relabeling._walking import O_DIR, MountRules
 
 MIX: Final = 0x9E3779B1  # Fibonacci hashing: ext4 hands out inodes in runs
 # File systems whose directories count their subdirectories in st_nlink (2 + n).
@@ -88,11 +90,68 @@ class Spec:
 HOOKS: Final = Hooks()
 
 
+# Below this many entries the walk stays in the calling process: forking and
+# every worker listing the tree again cost more than they save.
+PARALLEL_MIN_ENTRIES = 4096
+MAX_DEFAULT_WORKERS = 4
+
+
+def default_workers(root_fd: int) -> int:
+    """Worker processes for a relabel: one per usable core (at most
+    :data:`MAX_DEFAULT_WORKERS`) for a tree of at least
+    :data:`PARALLEL_MIN_ENTRIES` entries, else none (see docs/performance.md)."""
+    cores = len(os.sched_getaffinity(0))
+    if cores < 2 or _count_entries(root_fd, PARALLEL_MIN_ENTRIES) < PARALLEL_MIN_ENTRIES:
+        return 0
+    return min(cores, MAX_DEFAULT_WORKERS)
+
+
+def _count_entries(root_fd: int, limit: int) -> int:
+    """Entries under ``root_fd``, counted up to ``limit`` (names only: cheap).
+
+    Subdirectories are opened one at a time, when their turn comes: a root
+    with thousands of subdirectories costs one listing, not thousands of opens.
+    """
+    seen = 0
+    stack: list[tuple[int, list[str]]] = []
+    fd = os.open(".", O_DIR, dir_fd=root_fd)
+    try:
+        while True:
+            subdirs: list[str] = []
+            with contextlib.suppress(OSError), os.scandir(fd) as it:
+                for entry in it:
+                    seen += 1
+                    if seen >= limit:
+                        return seen
+                    if entry.is_dir(follow_symlinks=False):
+                        subdirs.append(entry.name)
+            stack.append((fd, subdirs))
+            fd = -1
+            while stack and fd < 0:
+                parent, names = stack[-1]
+                if not names:
+                    os.close(parent)
+                    stack.pop()
+                    continue
+                with contextlib.suppress(OSError):
+                    fd = os.open(names.pop(), O_DIR, dir_fd=parent)
+            if fd < 0:
+                return seen
+    finally:
+        if fd >= 0:
+            os.close(fd)
+        for parent, _ in stack:
+            os.close(parent)
+
+
 __all__ = [
     "HOOKS",
+    "MAX_DEFAULT_WORKERS",
     "MIX",
+    "PARALLEL_MIN_ENTRIES",
     "Hooks",
     "Spec",
+    "default_workers",
     "nlink_counts_subdirs",
     "owner",
 ]

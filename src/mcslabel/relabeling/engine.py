@@ -33,6 +33,7 @@ from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
 from mcslabel.relabeling import _split, _xattrat, markers
 from mcslabel.relabeling._serial import BATCH_DIRS, BATCH_ENTRIES, SerialWalk
+from mcslabel.relabeling._split import MAX_DEFAULT_WORKERS, PARALLEL_MIN_ENTRIES, default_workers
 from mcslabel.relabeling._walking import O_DIR, MountRules, OpenDir, right_labels
 from mcslabel.relabeling.journal import JournalHeader, JournalWriter
 from mcslabel.relabeling.mounts import read_mountinfo
@@ -49,21 +50,6 @@ from mcslabel.relabeling.results import (
 from mcslabel.relabeling.targets import target_context
 from mcslabel.verification.policy import PolicyRoot
 
-# Below this many entries the walk stays in the calling process: forking and
-# every worker listing the tree again cost more than they save.
-PARALLEL_MIN_ENTRIES = 4096
-MAX_DEFAULT_WORKERS = 4
-
-
-def default_workers(root_fd: int) -> int:
-    """Worker processes for a relabel: one per usable core (at most
-    :data:`MAX_DEFAULT_WORKERS`) for a tree of at least
-    :data:`PARALLEL_MIN_ENTRIES` entries, else none (see docs/performance.md)."""
-    cores = len(os.sched_getaffinity(0))
-    if cores < 2 or _count_entries(root_fd, PARALLEL_MIN_ENTRIES) < PARALLEL_MIN_ENTRIES:
-        return 0
-    return min(cores, MAX_DEFAULT_WORKERS)
-
 
 @contextlib.contextmanager
 def _signals_deferred() -> Iterator[None]:
@@ -77,44 +63,6 @@ def _signals_deferred() -> Iterator[None]:
         yield
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-def _count_entries(root_fd: int, limit: int) -> int:
-    """Entries under ``root_fd``, counted up to ``limit`` (names only: cheap).
-
-    Subdirectories are opened one at a time, when their turn comes: a root
-    with thousands of subdirectories costs one listing, not thousands of opens.
-    """
-    seen = 0
-    stack: list[tuple[int, list[str]]] = []
-    fd = os.open(".", O_DIR, dir_fd=root_fd)
-    try:
-        while True:
-            subdirs: list[str] = []
-            with contextlib.suppress(OSError), os.scandir(fd) as it:
-                for entry in it:
-                    seen += 1
-                    if seen >= limit:
-                        return seen
-                    if entry.is_dir(follow_symlinks=False):
-                        subdirs.append(entry.name)
-            stack.append((fd, subdirs))
-            fd = -1
-            while stack and fd < 0:
-                parent, names = stack[-1]
-                if not names:
-                    os.close(parent)
-                    stack.pop()
-                    continue
-                with contextlib.suppress(OSError):
-                    fd = os.open(names.pop(), O_DIR, dir_fd=parent)
-            if fd < 0:
-                return seen
-    finally:
-        if fd >= 0:
-            os.close(fd)
-        for parent, _ in stack:
-            os.close(parent)
 
 
 def relabel(
