@@ -25,7 +25,7 @@ from typing import Any, Final
 from mcslabel.relabeling._split import Spec
 from mcslabel.relabeling._walking import WalkCounts
 from mcslabel.relabeling._worker import PROGRESS, Worker
-from mcslabel.relabeling.journal import JournalWriter
+from mcslabel.relabeling.journal_writer import JournalWriter
 
 _PR_SET_PDEATHSIG: Final = 1
 

@@ -21,7 +21,7 @@ from mcslabel.relabeling._walking import (
     WalkCounts,
     right_labels,
 )
-from mcslabel.relabeling.journal import JournalWriter
+from mcslabel.relabeling.journal_writer import JournalWriter
 from mcslabel.relabeling.results import ProgressCallback, RelabelProgress
 
 # Records per journal batch: one fdatasync per batch keeps the journal's

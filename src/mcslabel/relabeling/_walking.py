@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Final
 
-from mcslabel.relabeling.journal import escape, record_line
+from mcslabel.relabeling.journal_format import escape, record_line
 from mcslabel.relabeling.mounts import Mount, points_under
 from mcslabel.relabeling.refusals import RefusedPaths
 from mcslabel.relabeling.results import ErrorTally

@@ -61,7 +61,7 @@ from mcslabel.relabeling._walking import (
     right_labels,
 )
 from mcslabel.relabeling._xattrat import XATTR
-from mcslabel.relabeling.journal import JournalWriter
+from mcslabel.relabeling.journal_writer import JournalWriter
 
 PROGRESS: Final = struct.Struct("<4q")  # visited, changed, unchanged, failed
 _PROGRESSEVERY: Final = 0.05

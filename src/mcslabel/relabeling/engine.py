@@ -35,7 +35,8 @@ from mcslabel.relabeling import _split, _xattrat, markers
 from mcslabel.relabeling._serial import BATCH_DIRS, BATCH_ENTRIES, SerialWalk
 from mcslabel.relabeling._split import MAX_DEFAULT_WORKERS, PARALLEL_MIN_ENTRIES, default_workers
 from mcslabel.relabeling._walking import O_DIR, MountRules, OpenDir, right_labels
-from mcslabel.relabeling.journal import JournalHeader, JournalWriter
+from mcslabel.relabeling.journal_format import JournalHeader
+from mcslabel.relabeling.journal_writer import JournalWriter
 from mcslabel.relabeling.mounts import read_mountinfo
 from mcslabel.relabeling.refusals import RefusedPaths, check_relabel_allowed
 from mcslabel.relabeling.restoration import restore
