@@ -17,7 +17,7 @@ import time
 from typing import TYPE_CHECKING
 
 from mcslabel.relabeling._split import HOOKS
-from mcslabel.relabeling._walking import OpenDir, Stack, right_labels
+from mcslabel.relabeling._walking import OpenDir, Stack, label_here, right_labels
 from mcslabel.relabeling._xattrat import XATTR
 
 if TYPE_CHECKING:
@@ -108,7 +108,6 @@ def flush_linked(w: Worker, current: OpenDir | None) -> None:
         return
     target = w.spec.target
     right = right_labels(target)
-    getx = os.getxattr
     fcntl.lockf(w.spec.lock_fd, fcntl.LOCK_EX)
     try:
         seen: set[tuple[int, int]] = set()
@@ -123,12 +122,10 @@ def flush_linked(w: Worker, current: OpenDir | None) -> None:
                 os.fchdir(d.fd)
                 cwd = d
             try:
-                old: bytes | None = getx(name, XATTR, follow_symlinks=False)
+                old = label_here(name)
             except OSError as exc:
-                if exc.errno != errno.ENODATA:
-                    w.error(d.child(os.fsencode(name)), exc)
-                    continue
-                old = None
+                w.error(d.child(os.fsencode(name)), exc)
+                continue
             if old in right:
                 w.unchanged += 1  # labeled by another worker since
                 continue

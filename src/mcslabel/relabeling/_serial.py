@@ -268,6 +268,8 @@ class SerialWalk(WalkCounts):
         return True
 
     def write(self, changes: list[Change]) -> None:
+        # The write below is inline here and in check_and_write: both are the
+        # serial walk's per-entry loops.
         if self.journal is not None:
             seq = self.journal.append(d.record(ino, old, name) for d, name, ino, old in changes)
             # Group commit: one fdatasync covers every chunk appended so far.

@@ -14,6 +14,7 @@ import os
 import sys
 from typing import Final
 
+from mcslabel.relabeling._xattrat import XATTR
 from mcslabel.relabeling.journal_format import escape, record_line
 from mcslabel.relabeling.mounts import Mount, points_under
 from mcslabel.relabeling.refusals import RefusedPaths
@@ -23,6 +24,17 @@ O_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.
 FS_ENCODING: Final = sys.getfilesystemencoding()
 #: What :meth:`MountRules.verdict` returns for a mount that is not entered.
 SKIP: Final = 1
+
+
+def label_here(name: str | bytes) -> bytes | None:
+    """The label of ``name`` in the working directory, not following a symlink
+    (``None``: no label). The scan loops keep this read inline instead."""
+    try:
+        return os.getxattr(name, XATTR, follow_symlinks=False)
+    except OSError as exc:
+        if exc.errno != errno.ENODATA:
+            raise
+        return None
 
 
 def right_labels(target: bytes) -> tuple[bytes, bytes]:
@@ -145,5 +157,6 @@ __all__ = [
     "OpenDir",
     "Stack",
     "WalkCounts",
+    "label_here",
     "right_labels",
 ]

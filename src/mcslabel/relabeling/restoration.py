@@ -21,7 +21,6 @@ files in that directory get anyway; no path outside the volume is reachable.
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from collections.abc import Iterable, Iterator
@@ -31,7 +30,7 @@ from typing import Any
 from mcslabel.errors import InvalidInput, JournalError
 from mcslabel.errors import show_input as _q
 from mcslabel.relabeling import _xattrat
-from mcslabel.relabeling._walking import right_labels
+from mcslabel.relabeling._walking import label_here, right_labels
 from mcslabel.relabeling.journal import record_tuples, validate_journal, wait_unlocked
 from mcslabel.relabeling.markers import remove_marker
 from mcslabel.relabeling.refusals import check_relabel_allowed
@@ -208,7 +207,7 @@ def _restore_records(
                 if (st.st_dev, st.st_ino) != (dev, ino):
                     replaced += 1
                     continue
-                current = _xattrat.get_fd(fd) if fd >= 0 else _get_name(name)
+                current = _xattrat.get_fd(fd) if fd >= 0 else label_here(name)
                 if current == old:
                     unchanged += 1
                 elif current not in written:
@@ -237,16 +236,6 @@ def _restore_records(
         counts.restored += restored
         counts.unchanged += unchanged
         counts.replaced += replaced
-
-
-def _get_name(name: bytes) -> bytes | None:
-    """The label of ``name`` in the working directory, not following a symlink."""
-    try:
-        return os.getxattr(name, XATTR, follow_symlinks=False)
-    except OSError as exc:
-        if exc.errno != errno.ENODATA:
-            raise
-        return None
 
 
 class _DirCache:
