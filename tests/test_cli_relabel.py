@@ -243,3 +243,18 @@ def test_a_missing_store_is_never_created_to_check_a_level(
     assert main(argv) == 0
     assert "warning" in capsys.readouterr().err
     assert not (tmp_path / "typo").exists()
+
+
+def test_a_store_that_cannot_answer_warns_unless_the_check_is_required(
+    vol: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all")
+    argv = ["relabel", str(vol), "--level", "s0:c3,c4", "--store", f"sqlite://{bad}"]
+    assert main([*argv, "--require-held"]) != 0
+    assert label(vol / "d" / "f") == b"system_u:object_r:etc_t:s0\0"
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "not checked" in capsys.readouterr().err
+    assert label(vol / "d" / "f") == b"system_u:object_r:container_file_t:s0:c3,c4\0"
+    assert bad.read_bytes() == b"not a database at all"

@@ -188,18 +188,27 @@ def _check_held(args: argparse.Namespace) -> None:
         return
     from mcslabel.allocation import Allocator, open_store
     from mcslabel.cli.alloc import _default_owner as default_owner
+    from mcslabel.errors import StoreError
     from mcslabel.level import Level
 
     owner = args.owner or default_owner()
     level = Level.parse(args.level)
-    store = open_store(url)
     try:
-        # Only reading: a category space just big enough for the level keeps the
-        # allocator from building its free-pair index for the whole policy.
-        size = max([2, *(c + 1 for c in level.categories)])
-        held = Allocator(store, categories=size).get(level)
-    finally:
-        store.close()
+        store = open_store(url)
+        try:
+            # Only reading: a category space just big enough for the level keeps the
+            # allocator from building its free-pair index for the whole policy.
+            size = max([2, *(c + 1 for c in level.categories)])
+            held = Allocator(store, categories=size).get(level)
+        finally:
+            store.close()
+    except StoreError as exc:
+        # A store that cannot answer (busy, unreachable) does not stop a relabel
+        # that did not ask for the check to be strict.
+        if args.require_held:
+            raise
+        print(f"mcslabel: warning: level {args.level} not checked: {exc}", file=sys.stderr)
+        return
     if held is not None and owner in held.owners:
         return
     holders = "nobody" if held is None else ", ".join(held.owners)
