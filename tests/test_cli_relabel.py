@@ -151,3 +151,110 @@ def test_progress_is_drawn_on_a_tty_only(tmp_path: Path) -> None:
     assert b"\rrelabel: " in drawn
     assert b"3,031 entries" in drawn  # the final count, 3,000 files + 30 dirs + the root
     assert "\r" not in done.stdout
+
+
+# --- relabel consults what it can (issue 12, item 10) ---------------------------
+
+
+@pytest.mark.parametrize(
+    "which",
+    [
+        ["--level", "s0:c3,c4", "--type", "nonexistent_t"],
+        ["--context", "system_u:object_r:nope_t:s0"],
+    ],
+)
+def test_a_type_the_policy_does_not_have_is_refused(
+    vol: Path, which: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = label(vol / "d" / "f")
+    code = main(["relabel", str(vol), *which])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert ("nonexistent_t" if "--type" in which else "nope_t") in err
+    assert "not a type of the policy" in err
+    assert label(vol / "d" / "f") == before
+
+
+def test_a_type_the_policy_has_is_written(vol: Path) -> None:
+    assert main(["relabel", str(vol), "--level", "s0:c3,c4", "--type", "container_file_t"]) == 0
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    """A real SQLite registry holding s0:c7,c8 for user:me@test."""
+    from mcslabel.allocation import Allocator, open_store
+
+    url = f"sqlite://{tmp_path / 'registry' / 'labels.db'}"
+    (tmp_path / "registry").mkdir()
+    s = open_store(url)
+    try:
+        Allocator(s).reserve("s0:c7,c8", owner="user:me@test")
+    finally:
+        s.close()
+    return url
+
+
+def test_a_level_its_owner_holds_relabels_without_a_word(
+    vol: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["relabel", str(vol), "--level", "s0:c7,c8", "--store", store, "--owner", "user:me@test"]
+    assert main([*argv, "--require-held"]) == 0
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_a_level_nobody_holds_warns_and_require_held_refuses(
+    vol: Path, store: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = label(vol / "d" / "f")
+    argv = [
+        "relabel",
+        str(vol),
+        "--level",
+        "s0:c9,c10",
+        "--store",
+        store,
+        "--owner",
+        "user:me@test",
+    ]
+    assert main([*argv, "--require-held"]) == 2
+    err = capsys.readouterr().err
+    assert "s0:c9,c10 is not held by user:me@test" in err and "held by nobody" in err
+    assert label(vol / "d" / "f") == before
+    assert main(argv) == 0
+    assert "warning: level s0:c9,c10 is not held" in capsys.readouterr().err
+    assert label(vol / "d" / "f") == b"system_u:object_r:container_file_t:s0:c9,c10\0"
+
+
+def test_a_level_held_by_someone_else_names_the_holder(
+    vol: Path, store: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("MCSLABEL_STORE", store)  # the store from the environment
+    assert main(["relabel", str(vol), "--level", "s0:c7,c8", "--owner", "user:other@test"]) == 0
+    assert "held by user:me@test" in capsys.readouterr().err
+
+
+def test_a_missing_store_is_never_created_to_check_a_level(
+    vol: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite://{tmp_path / 'typo' / 'labels.db'}"
+    argv = ["relabel", str(vol), "--level", "s0:c3,c4", "--store", url]
+    assert main([*argv, "--require-held"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(argv) == 0
+    assert "warning" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
+
+
+def test_a_store_that_cannot_answer_warns_unless_the_check_is_required(
+    vol: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.db"
+    bad.write_bytes(b"not a database at all")
+    argv = ["relabel", str(vol), "--level", "s0:c3,c4", "--store", f"sqlite://{bad}"]
+    assert main([*argv, "--require-held"]) != 0
+    assert label(vol / "d" / "f") == b"system_u:object_r:etc_t:s0\0"
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert "not checked" in capsys.readouterr().err
+    assert label(vol / "d" / "f") == b"system_u:object_r:container_file_t:s0:c3,c4\0"
+    assert bad.read_bytes() == b"not a database at all"

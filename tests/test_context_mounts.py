@@ -33,7 +33,7 @@ from mcslabel.relabeling.context_mounts import (
     selinux_enabled,
     split_options,
 )
-from mcslabel.relabeling.mounts import context_mount_advice, mount_volume, unmount
+from mcslabel.relabeling.volume_mounts import context_mount_advice, mount_volume, unmount
 from tests.strategies import levels
 
 FILE_CTX = Context.parse("system_u:object_r:container_file_t:s0:c3,c9")

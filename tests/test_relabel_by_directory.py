@@ -12,12 +12,13 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from mcslabel.relabeling import _workers as _relabel_procs
+from mcslabel.relabeling import testing
 from mcslabel.relabeling.engine import relabel, restore
 from mcslabel.relabeling.journal import JournalWriter, read_journal
 from tests.xattrs import XATTR, every, label
@@ -40,17 +41,10 @@ def mkdir(path: Path, value: bytes | None = OLD) -> None:
 
 
 @pytest.fixture
-def specs(monkeypatch: pytest.MonkeyPatch) -> list[_relabel_procs.Spec]:
-    """The Spec of every parallel walk in the test (to check which split it used)."""
-    seen: list[_relabel_procs.Spec] = []
-    run = _relabel_procs.run
-
-    def spy(spec: _relabel_procs.Spec, *args: Any, **kwargs: Any) -> _relabel_procs.Totals:
-        seen.append(spec)
-        return run(spec, *args, **kwargs)
-
-    monkeypatch.setattr(_relabel_procs, "run", spy)
-    return seen
+def specs() -> Iterator[list[testing.WalkPlan]]:
+    """The plan of every parallel walk in the test (to check which split it used)."""
+    with testing.recorded_walks() as plans:
+        yield plans
 
 
 def nested_tree(vol: Path) -> Counter[str]:
@@ -86,7 +80,7 @@ def nested_tree(vol: Path) -> Counter[str]:
 
 @pytest.mark.parametrize("workers", [2, 3])
 def test_a_tree_with_a_right_top_is_walked_by_directory_and_every_label_ends_right(
-    tmp_path: Path, workers: int, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, workers: int, specs: list[testing.WalkPlan]
 ) -> None:
     vol = tmp_path / "vol"
     made = nested_tree(vol)
@@ -100,7 +94,7 @@ def test_a_tree_with_a_right_top_is_walked_by_directory_and_every_label_ends_rig
 
 
 def test_a_tree_with_a_wrong_top_is_walked_by_inode(
-    tmp_path: Path, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, specs: list[testing.WalkPlan]
 ) -> None:
     vol = tmp_path / "vol"
     nested_tree(vol)
@@ -114,7 +108,7 @@ def test_a_tree_with_a_wrong_top_is_walked_by_inode(
 @pytest.mark.parametrize("workers", [2, 3])
 @pytest.mark.parametrize("journaled", [False, True])
 def test_hard_links_in_other_workers_directories_are_written_and_journaled_once(
-    tmp_path: Path, workers: int, journaled: bool, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, workers: int, journaled: bool, specs: list[testing.WalkPlan]
 ) -> None:
     vol = tmp_path / "vol"
     mkdir(vol, PRIVATE)
@@ -127,7 +121,7 @@ def test_hard_links_in_other_workers_directories_are_written_and_journaled_once(
         touch(first, OLD)
         for j in (1, 7, 13):  # three more links, in other directories
             os.link(first, dirs[(i + j) % len(dirs)] / f"x{i}-{j}")
-    owners = {_relabel_procs.owner(os.stat(d).st_ino, workers) for d in dirs}
+    owners = {testing.owner(os.stat(d).st_ino, workers) for d in dirs}
     assert owners == set(range(workers))  # the links really are split across workers
     before = {os.stat(p).st_ino: label(p) for p in every(vol)}
     journal = tmp_path / "j" if journaled else None
@@ -147,14 +141,14 @@ def test_hard_links_in_other_workers_directories_are_written_and_journaled_once(
 
 
 def test_many_linked_wrong_entries_pass_through_several_locked_batches(
-    tmp_path: Path, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, specs: list[testing.WalkPlan]
 ) -> None:
     vol = tmp_path / "vol"
     mkdir(vol, PRIVATE)
     a, b = vol / "a", vol / "b"
     mkdir(a, PRIVATE)
     mkdir(b, PRIVATE)
-    n = 3 * _relabel_procs.LINKED_BATCH + 5
+    n = 3 * testing.LINKED_BATCH + 5
     for i in range(n):
         touch(a / f"f{i}", None)  # no label at all: restored to none
         os.link(a / f"f{i}", b / f"f{i}")
@@ -170,7 +164,7 @@ def test_many_linked_wrong_entries_pass_through_several_locked_batches(
 
 
 def test_a_big_directory_is_read_whole_by_its_owner(
-    tmp_path: Path, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, specs: list[testing.WalkPlan]
 ) -> None:
     vol = tmp_path / "vol"
     mkdir(vol, PRIVATE)
@@ -189,7 +183,7 @@ def test_a_big_directory_is_read_whole_by_its_owner(
 
 
 def test_a_directory_growing_during_the_walk_keeps_no_old_entry_wrong(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[testing.WalkPlan]
 ) -> None:
     # Workers that judged one directory differently (it grew past a size
     # threshold between their looks) once left its old entries to nobody while
@@ -202,10 +196,8 @@ def test_a_directory_growing_during_the_walk_keeps_no_old_entry_wrong(
     for d in candidates:
         mkdir(d, PRIVATE)
     grower = vol / os.listdir(vol)[0]  # listed first, so taken from the stack last
-    mine = _relabel_procs.owner(os.stat(grower).st_ino, 2)
-    keep = [
-        d for d in candidates if d != grower and _relabel_procs.owner(d.stat().st_ino, 2) == mine
-    ]
+    mine = testing.owner(os.stat(grower).st_ino, 2)
+    keep = [d for d in candidates if d != grower and testing.owner(d.stat().st_ino, 2) == mine]
     keep = keep[:100]
     for d in candidates:
         if d != grower and d not in keep:
@@ -238,28 +230,26 @@ def test_nlink_is_trusted_only_where_the_file_system_keeps_it(tmp_path: Path) ->
     here = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
     proc = os.open("/proc", os.O_RDONLY | os.O_DIRECTORY)
     try:
-        assert _relabel_procs.nlink_counts_subdirs(here)  # ext4 or tmpfs here
-        assert not _relabel_procs.nlink_counts_subdirs(proc)  # procfs: st_nlink means nothing
+        assert testing.nlink_counts_subdirs(here)  # ext4 or tmpfs here
+        assert not testing.nlink_counts_subdirs(proc)  # procfs: st_nlink means nothing
     finally:
         os.close(here)
         os.close(proc)
 
 
 def test_without_nlink_every_worker_lists_every_directory_and_nothing_is_missed(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[testing.WalkPlan]
 ) -> None:
-    monkeypatch.setattr(_relabel_procs, "nlink_counts_subdirs", lambda fd: False)
     vol = tmp_path / "vol"
     made = nested_tree(vol)
-    result = relabel(vol, level="s0:c1,c2", workers=2)
+    with testing.distrust_nlink():
+        result = relabel(vol, level="s0:c1,c2", workers=2)
     assert specs[0].by_directory and not specs[0].nlink_counts_subdirs
     assert result.ok and result.changed == made["wrong"]
     assert {label(p) for p in every(vol)} == {PRIVATE}
 
 
-def test_one_worker_never_walks_by_directory(
-    tmp_path: Path, specs: list[_relabel_procs.Spec]
-) -> None:
+def test_one_worker_never_walks_by_directory(tmp_path: Path, specs: list[testing.WalkPlan]) -> None:
     vol = tmp_path / "vol"
     made = nested_tree(vol)
     result = relabel(vol, level="s0:c1,c2", workers=1)
@@ -268,7 +258,7 @@ def test_one_worker_never_walks_by_directory(
 
 
 def test_a_subdirectory_moved_into_a_leaf_mid_walk_is_walked_too(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[_relabel_procs.Spec]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, specs: list[testing.WalkPlan]
 ) -> None:
     # Staged: the move lands between the owner's fstat (st_nlink == 2, no
     # subdirectories) and its listing of the directory.

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from mcslabel.errors import JournalError
-from mcslabel.relabeling import _workers as _relabel_procs
+from mcslabel.relabeling import testing
 from mcslabel.relabeling.engine import PARALLEL_MIN_ENTRIES, RelabelProgress, relabel, restore
 from mcslabel.relabeling.journal import (
     JournalHeader,
@@ -50,10 +50,10 @@ def test_owners_split_the_inodes_evenly_and_deterministically() -> None:
     for workers in (2, 3, 4):
         counts = [0] * workers
         for ino in inodes:
-            counts[_relabel_procs.owner(ino, workers)] += 1
+            counts[testing.owner(ino, workers)] += 1
         assert min(counts) > 0.9 * len(inodes) / workers
-        assert [_relabel_procs.owner(i, workers) for i in inodes[:50]] == [
-            _relabel_procs.owner(i, workers) for i in inodes[:50]
+        assert [testing.owner(i, workers) for i in inodes[:50]] == [
+            testing.owner(i, workers) for i in inodes[:50]
         ]
 
 
@@ -124,7 +124,7 @@ def test_a_hard_link_across_subtrees_is_labeled_once_with_its_true_old_label(
         os.link(a, b)
         os.setxattr(a, XATTR, LINKED)
         pairs.append((a, b))
-    owners = {_relabel_procs.owner(a.stat().st_ino, workers) for a, _ in pairs}
+    owners = {testing.owner(a.stat().st_ino, workers) for a, _ in pairs}
     assert len(owners) == workers
     journal = tmp_path / "j"
     result = relabel(vol, level="s0:c1,c2", workers=workers, journal=journal)
@@ -151,18 +151,6 @@ def test_a_dead_worker_fails_the_relabel_and_its_segment_still_restores(
 ) -> None:
     vol = tmp_path / "vol"
     make_tree(vol, 200, 40)
-    scan = _relabel_procs._Worker.scan
-
-    def slow_scan(
-        self: _relabel_procs._Worker,
-        d: _relabel_procs.OpenDir,
-        stack: list,  # type: ignore[type-arg]
-        mode: int,
-    ) -> None:
-        time.sleep(0.002)  # >= 0.4 s a worker: still working when a loaded parent looks
-        scan(self, d, stack, mode)
-
-    monkeypatch.setattr(_relabel_procs._Worker, "scan", slow_scan)
     before = {p: label(p) for p in every(vol)}
     others = set(_children())
     killed: list[int] = []
@@ -177,7 +165,9 @@ def test_a_dead_worker_fails_the_relabel_and_its_segment_still_restores(
                     return
 
     journal = tmp_path / "j"
-    result = relabel(vol, level="s0:c1,c2", workers=2, journal=journal, progress=progress)
+    # >= 0.4 s a worker: still working when a loaded parent looks
+    with testing.slow_directories(0.002):
+        result = relabel(vol, level="s0:c1,c2", workers=2, journal=journal, progress=progress)
     assert killed
     assert not result.ok
     assert not result.complete

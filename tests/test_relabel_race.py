@@ -75,29 +75,18 @@ def test_symlink_swaps_never_redirect_a_label_outside(
 CHILD = textwrap.dedent(
     """
     import sys, time
-    from mcslabel.relabeling import _workers as _relabel_procs
+    from mcslabel.relabeling import testing
     from mcslabel.relabeling.engine import relabel
 
-    scan = _relabel_procs._Worker.scan
-    scan_leaf = _relabel_procs._Worker.scan_leaf
-
-    def slow_scan(self, d, stack, mode):
-        time.sleep(0.01)  # worker processes do not wait for progress(): widen the window
-        scan(self, d, stack, mode)
-
-    def slow_scan_leaf(self, d, stack):
-        time.sleep(0.01)
-        scan_leaf(self, d, stack)
-
-    _relabel_procs._Worker.scan = slow_scan
-    _relabel_procs._Worker.scan_leaf = slow_scan_leaf
 
     def progress(p):
         print("progress", p.changed, flush=True)
         time.sleep(0.15)  # let every call pass the 0.1 s rate limit; widen the window
 
-    relabel(sys.argv[1], level="s0:c5,c6", journal=sys.argv[2], workers=int(sys.argv[3]),
-            progress=progress)
+    # worker processes do not wait for progress(): widen the window
+    with testing.slow_directories(0.01):
+        relabel(sys.argv[1], level="s0:c5,c6", journal=sys.argv[2], workers=int(sys.argv[3]),
+                progress=progress)
     print("finished", flush=True)
     """
 )

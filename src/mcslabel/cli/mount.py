@@ -112,7 +112,7 @@ def _mount_options(args: argparse.Namespace) -> int:
 
 
 def _mount(args: argparse.Namespace) -> int:
-    from mcslabel.relabeling.mounts import mount_volume
+    from mcslabel.relabeling.volume_mounts import mount_volume
 
     contexts = _contexts(args)  # bad input fails here, before anything is mounted
     result = mount_volume(

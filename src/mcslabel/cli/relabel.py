@@ -11,6 +11,7 @@ from mcslabel.cli._common import (
     EXIT_INPUT,
     EXIT_OK,
     add_json_flag,
+    add_store_flag,
     print_json,
 )
 
@@ -58,6 +59,24 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--policy-root", metavar="DIR", default=None, help="policy root for lxc_contexts"
     )
+    parser.add_argument(
+        "--trust-marker",
+        action="store_true",
+        help="skip the walk of a tree unchanged since a marked relabel to this label, and mark"
+        " it after a complete one (opt-in: it misses labels changed in place, see docs/relabel.md)",
+    )
+    add_store_flag(parser)
+    parser.add_argument(
+        "--owner",
+        metavar="OWNER",
+        default=None,
+        help="who should hold --level in the store (default: user:NAME@HOST, as allocate)",
+    )
+    parser.add_argument(
+        "--require-held",
+        action="store_true",
+        help="refuse (exit 2) a --level that OWNER does not hold in the store",
+    )
     add_json_flag(parser)
     parser.set_defaults(handler=_relabel)
 
@@ -100,10 +119,114 @@ def _refused(args: argparse.Namespace, exc: Exception) -> int:
     return EXIT_INPUT
 
 
+def _check_type(args: argparse.Namespace) -> None:
+    """``--type`` / ``--context``'s type must be a type of the policy (exit 2 if not).
+
+    A policy that cannot be loaded (no SETools, no policy root) only warns:
+    the label is then written unchecked, as before.
+    """
+    if args.file_type is None and args.context is None:
+        return
+    from mcslabel.context import Context
+    from mcslabel.errors import InvalidContext, PolicyError, SELinuxUnavailable
+    from mcslabel.verification import load_policy
+
+    wanted = args.file_type if args.file_type is not None else Context.parse(args.context).type
+    try:
+        policy = load_policy(args.policy_root)
+    except (PolicyError, SELinuxUnavailable) as exc:
+        print(f"mcslabel: warning: type {wanted!r} not checked: {exc}", file=sys.stderr)
+        return
+    if not policy.has_type(wanted):
+        raise InvalidContext(f"type {wanted!r} is not a type of the policy {policy.path}")
+
+
+def _store_to_check(args: argparse.Namespace) -> str | None:
+    """The store URL a private relabel is checked against: ``--store``,
+    ``$MCSLABEL_STORE``, else the default SQLite store when it exists; None
+    when there is none (a store is never created here)."""
+    import os
+    from pathlib import Path
+
+    from mcslabel.allocation import STORE_ENV
+    from mcslabel.errors import InvalidInput
+
+    url = args.store or os.environ.get(STORE_ENV) or None
+    explicit = url is not None
+    url = url or "sqlite:///"
+    if url.startswith("sqlite://"):
+        path = url[len("sqlite://") :].partition("?")[0]
+        if path in ("", "/"):
+            from mcslabel.allocation.stores.sqlite import default_path
+
+            file = default_path()
+        else:
+            file = Path(path)
+        if not file.exists():
+            if explicit:
+                raise InvalidInput(f"store {url} does not exist; not creating it to check a level")
+            return None
+    return url
+
+
+def _check_held(args: argparse.Namespace) -> None:
+    """Warn (or with ``--require-held`` refuse) a ``--level`` its owner does not hold."""
+    if args.level is None:
+        return
+    from mcslabel.errors import InvalidInput
+
+    try:
+        url = _store_to_check(args)
+    except InvalidInput as exc:
+        if args.require_held:
+            raise
+        print(f"mcslabel: warning: {exc}", file=sys.stderr)
+        return
+    if url is None:
+        if args.require_held:
+            raise InvalidInput("--require-held: no store to check the level against")
+        return
+    from mcslabel.allocation import Allocator, open_store
+    from mcslabel.cli.alloc import _default_owner as default_owner
+    from mcslabel.errors import StoreError
+    from mcslabel.level import Level
+
+    owner = args.owner or default_owner()
+    level = Level.parse(args.level)
+    try:
+        store = open_store(url)
+        try:
+            # Only reading: a category space just big enough for the level keeps the
+            # allocator from building its free-pair index for the whole policy.
+            size = max([2, *(c + 1 for c in level.categories)])
+            held = Allocator(store, categories=size).get(level)
+        finally:
+            store.close()
+    except StoreError as exc:
+        # A store that cannot answer (busy, unreachable) does not stop a relabel
+        # that did not ask for the check to be strict.
+        if args.require_held:
+            raise
+        print(f"mcslabel: warning: level {args.level} not checked: {exc}", file=sys.stderr)
+        return
+    if held is not None and owner in held.owners:
+        return
+    holders = "nobody" if held is None else ", ".join(held.owners)
+    why = f"level {args.level} is not held by {owner} in {url} (held by {holders})"
+    if args.require_held:
+        raise InvalidInput(f"{why}; allocate or reserve it first")
+    print(f"mcslabel: warning: {why}", file=sys.stderr)
+
+
 def _relabel(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
     from mcslabel.relabeling.engine import relabel
 
+    _check_type(args)
+    _check_held(args)
+    refuse = list(args.refuse)
+    if args.store and args.store.startswith("sqlite:///"):
+        refuse.append(args.store[len("sqlite://") :].partition("?")[0])  # the registry itself
     bar = _ProgressLine() if sys.stderr.isatty() and not args.json else None
     try:
         result = relabel(
@@ -119,7 +242,8 @@ def _relabel(args: argparse.Namespace) -> int:
             workers=args.workers,
             progress=bar,
             policy_root=args.policy_root,
-            refuse=args.refuse,
+            refuse=refuse,
+            trust_marker=args.trust_marker,
         )
     except RefusedPath as exc:
         return _refused(args, exc)
@@ -130,6 +254,8 @@ def _relabel(args: argparse.Namespace) -> int:
         print_json(result.to_dict())
     else:
         verb = "would change" if result.dry_run else "changed"
+        if result.skipped_by_marker:
+            verb = "unchanged since its marker: walk skipped; changed"
         print(
             f"{result.root}: {verb} {result.changed}, already right {result.unchanged},"
             f" failed {result.failed}, mounts skipped {result.skipped_mounts}"

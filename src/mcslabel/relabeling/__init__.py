@@ -1,25 +1,29 @@
 """Relabeling volumes: ``:Z``/``:z`` relabel, the undo journal and restore.
 
-Owns: the tree walk (serial and worker processes), xattr access relative to
-directory fds, the refused-path rules, the journal format.
+Owns: the tree walk (serial and worker processes, on shared primitives),
+xattr access relative to directory fds, the mount table, the refused-path
+rules, the journal format.
 May import: the model and :mod:`mcslabel.errors`; the policy root type from
 :mod:`mcslabel.verification.policy` (public). Nothing from allocation's
 internals, integrations or the CLI.
+
+Modules: :mod:`~mcslabel.relabeling.engine` (:func:`relabel`),
+:mod:`~mcslabel.relabeling.restoration` (:func:`restore`),
+:mod:`~mcslabel.relabeling.results`, :mod:`~mcslabel.relabeling.targets`,
+:mod:`~mcslabel.relabeling.journal`, :mod:`~mcslabel.relabeling.refusals`,
+:mod:`~mcslabel.relabeling.mounts`, :mod:`~mcslabel.relabeling.testing`
+(hooks for tests); the walks are private (``_serial``, ``_worker``,
+``_parallel``, ``_walking``, ``_xattrat``).
 """
 
 from __future__ import annotations
 
-from mcslabel.relabeling.engine import (
-    FileError,
-    RelabelProgress,
-    RelabelResult,
-    RestoreResult,
-    relabel,
-    restore,
-    target_context,
-)
+from mcslabel.relabeling.engine import relabel
 from mcslabel.relabeling.journal import journal_files, read_journal, remove_journal
 from mcslabel.relabeling.refusals import RefusedPaths, refusal_reason
+from mcslabel.relabeling.restoration import restore
+from mcslabel.relabeling.results import FileError, RelabelProgress, RelabelResult, RestoreResult
+from mcslabel.relabeling.targets import target_context
 
 __all__ = [
     "FileError",

@@ -5,12 +5,12 @@ entry of an open directory is one of:
 
 - ``getxattrat(2)`` / ``setxattrat(2)`` (Linux >= 6.13), called through
   ctypes: one syscall, the name resolved inside the pinned directory, the
-  final component never followed. Measured here: ~3 us cheaper per call
-  than the procfs path below, the fastest safe variant;
+  final component never followed; measurably cheaper per call than the
+  procfs path below, the fastest safe variant;
 - the fallback for older kernels: ``l{get,set}xattr("/proc/self/fd/D/name")``,
   which is what coreutils' ``chcon`` does. The magic link jumps to the
   directory the fd pins, so this is just as race-free, but the procfs walk
-  costs about 3 us more per call.
+  costs more per call.
 
 Both never follow a symlink in the last component, so a symlink gets its own
 label. Directory entries cannot contain ``/``, so a name is one component.

@@ -8,7 +8,7 @@ exactly this for Kubernetes volumes). This module holds the option text
 ``ext4: Unknown parameter 'c9'``), the ``fscontext``/``defcontext``/
 ``rootcontext`` family and which file systems honour which, and the parsing
 of ``/proc/self/mountinfo`` that tells whether the kernel applied them.
-Mounting is :mod:`mcslabel.relabeling.mounts`.
+Mounting is :mod:`mcslabel.relabeling.volume_mounts`.
 
 The rules (the kernel's ``selinux_set_mnt_opts``):
 

@@ -19,6 +19,13 @@ are all caught. Three rules, each naming its reason:
    ``~/.config``...), where sshd and login read their files.
 3. **Ancestors**: a path that *contains* any refused path (``/data`` when
    ``/data/alice`` is a home), since a relabel is recursive.
+4. **mcslabel's own state** (``/var/lib/mcslabel``: the registry and the
+   journals; ``$XDG_STATE_HOME/mcslabel``; the SQLite file
+   ``$MCSLABEL_STORE`` names): the tree and every directory containing it.
+
+A bind mount is refused when the directory it shows is refused, on any file
+system (a bind of ``/dev/shm/sub`` or ``/sys/fs/cgroup/pids`` inside a
+volume), see :mod:`mcslabel.relabeling.mounts`.
 
 Nothing removes ``/`` or the system trees from the list.
 """
@@ -28,12 +35,12 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-import re
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 from mcslabel.errors import RefusedPath
 from mcslabel.errors import show_input as _q
+from mcslabel.relabeling.mounts import Mount, aliases, read_mountinfo
 
 # The directory and everything inside it.
 SYSTEM_TREES: tuple[str, ...] = (
@@ -51,6 +58,9 @@ SYSTEM_TREES: tuple[str, ...] = (
     "/sys",
     "/usr",
 )
+
+# mcslabel's own state: the host registry and the journals of docker volumes.
+STATE_TREES: tuple[str, ...] = ("/var/lib/mcslabel",)
 
 # go-selinux's exclude list (pkg/label, label_linux.go) plus /mnt and
 # /var/tmp; the system trees above cover the rest of it (/etc/passwd,
@@ -114,12 +124,33 @@ def _inside(path: str, tree: str) -> bool:
     return path == tree or tree == "/" or path.startswith(tree + "/")
 
 
+def state_paths() -> list[str]:
+    """mcslabel's own state: :data:`STATE_TREES`, ``$XDG_STATE_HOME/mcslabel``
+    and the SQLite file ``$MCSLABEL_STORE`` names (so its directory too)."""
+    found = list(STATE_TREES)
+    if xdg := os.environ.get("XDG_STATE_HOME"):
+        found.append(os.path.join(xdg, "mcslabel"))
+    store = os.environ.get("MCSLABEL_STORE", "")
+    if store.startswith("sqlite:///") and len(store) > len("sqlite:///"):
+        found.append(store[len("sqlite://") :])
+    return found
+
+
 class RefusedPaths:
     """The refused set, computed once; :meth:`reason` checks one canonical path."""
 
     def __init__(self, extra: Iterable[str | os.PathLike[str]] = ()) -> None:
-        self.trees = sorted({s for p in SYSTEM_TREES for s in _spellings(p)})
+        trees: dict[str, str] = {}
+        for p in SYSTEM_TREES:
+            for s in _spellings(p):
+                trees.setdefault(s, "system directory")
         exact: dict[str, str] = {}
+        for p in state_paths():
+            for s in _spellings(p):
+                # The tree, and (as an exact path) every directory containing it.
+                trees.setdefault(s, "mcslabel state directory")
+                exact.setdefault(s, "mcslabel state")
+        self.trees = dict(sorted(trees.items()))
         for p in EXACT_PATHS:
             for s in _spellings(p):
                 exact.setdefault(s, "system directory")
@@ -131,7 +162,7 @@ class RefusedPaths:
                 exact.setdefault(s, "refused by caller")
         self.exact = exact
         self.identities: dict[tuple[int, int], str] = {}
-        for p, why in [*((t, "system directory") for t in self.trees), *exact.items()]:
+        for p, why in [*self.trees.items(), *exact.items()]:
             try:
                 st = os.stat(p)
             except OSError:
@@ -145,9 +176,9 @@ class RefusedPaths:
 
     def reason(self, path: str, identity: tuple[int, int] | None = None) -> str | None:
         """Why canonical ``path`` (with device and inode ``identity``) is refused."""
-        for tree in self.trees:
+        for tree, kind in self.trees.items():
             if _inside(path, tree):
-                return f"inside system directory {tree}"
+                return f"inside {kind} {tree}"
         if path in self.exact:
             return f"{self.exact[path]} {path}"
         for home in self.homes:
@@ -159,6 +190,14 @@ class RefusedPaths:
             if refused != path and _inside(refused, path):
                 return f"contains {why} {refused}"
         return None if identity is None else self.identity_reason(identity)
+
+    def bind_reason(self, path: str, mounts: list[Mount]) -> str | None:
+        """Why canonical ``path`` is refused as another spelling of a refused
+        path through a bind mount (of any file system), naming the source."""
+        for alias in aliases(path, mounts):
+            if (why := self.reason(alias)) is not None:
+                return f"bind mount of {alias} ({why})"
+        return None
 
 
 def refusal_reason(
@@ -181,11 +220,6 @@ def refusal_reason(
     return _refusal(real, identity, RefusedPaths(refuse))
 
 
-def _unoctal(raw: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), raw)
-
-
 def mount_aliases(path: str) -> list[str]:
     """Other spellings of canonical ``path`` through bind mounts.
 
@@ -195,42 +229,19 @@ def mount_aliases(path: str) -> list[str]:
     ``/usr/share``). A bind mount of a *subdirectory* of a refused tree has
     an identity no refused directory has, so only this catches it.
     """
-    mounts: list[tuple[str, str, str]] = []  # device, root in the file system, mount point
-    try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
-            for line in fh:
-                fields = line.split(" ")
-                if len(fields) >= 5:
-                    mounts.append((fields[2], _unoctal(fields[3]), _unoctal(fields[4])))
-    except OSError:
-        return []
-    holder = None
-    for mount in mounts:  # the longest mount point wins; a later mount hides an earlier one
-        if _inside(path, mount[2]) and (holder is None or len(mount[2]) >= len(holder[2])):
-            holder = mount
-    if holder is None:
-        return []
-    dev, root, point = holder
-    rest = path[len(point) :] if point != "/" else path
-    source = (root.rstrip("/") + "/" + rest.lstrip("/")).rstrip("/") or "/"
-    aliases = []
-    for other_dev, other_root, other_point in mounts:
-        if other_dev == dev and _inside(source, other_root):
-            tail = source[len(other_root) :] if other_root != "/" else source
-            alias = os.path.normpath(other_point.rstrip("/") + "/" + tail.lstrip("/"))
-            if alias != path:
-                aliases.append("/" if alias == "//" else alias)
-    return aliases
+    return aliases(path, read_mountinfo())
 
 
-def _refusal(real: str, identity: tuple[int, int] | None, refused: RefusedPaths) -> str | None:
+def _refusal(
+    real: str,
+    identity: tuple[int, int] | None,
+    refused: RefusedPaths,
+    mounts: list[Mount] | None = None,
+) -> str | None:
     why = refused.reason(real, identity)
     if why is not None:
         return why
-    for alias in mount_aliases(real):
-        if (alias_why := refused.reason(alias)) is not None:
-            return f"bind mount of {alias} ({alias_why})"
-    return None
+    return refused.bind_reason(real, read_mountinfo() if mounts is None else mounts)
 
 
 def check_relabel_allowed(
@@ -238,11 +249,13 @@ def check_relabel_allowed(
     *,
     refuse: Iterable[str | os.PathLike[str]] = (),
     refused: RefusedPaths | None = None,
+    mounts: list[Mount] | None = None,
 ) -> Path:
     """The canonical ``path``, or :class:`~mcslabel.errors.RefusedPath` naming the reason.
 
     ``refused`` is a :class:`RefusedPaths` already built (with ``refuse``)
-    for a caller that checks more than one path.
+    for a caller that checks more than one path; ``mounts`` the mount table
+    already read.
     """
     real = canonical(path)
     try:
@@ -251,7 +264,7 @@ def check_relabel_allowed(
         raise RefusedPath(
             f"{_q(os.fspath(path))} cannot be resolved: {exc.strerror}", path=real, reason="missing"
         ) from exc
-    why = _refusal(real, (st.st_dev, st.st_ino), refused or RefusedPaths(refuse))
+    why = _refusal(real, (st.st_dev, st.st_ino), refused or RefusedPaths(refuse), mounts)
     if why is not None:
         raise RefusedPath(
             f"refusing to relabel {_q(os.fspath(path))}: {why}", path=real, reason=why
@@ -261,6 +274,7 @@ def check_relabel_allowed(
 
 __all__ = [
     "EXACT_PATHS",
+    "STATE_TREES",
     "SYSTEM_TREES",
     "RefusedPaths",
     "canonical",
@@ -268,4 +282,5 @@ __all__ = [
     "home_directories",
     "mount_aliases",
     "refusal_reason",
+    "state_paths",
 ]
