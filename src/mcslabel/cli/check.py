@@ -24,7 +24,11 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("label", metavar="LEVEL|CONTEXT")
     parser.add_argument(
-        "--categories", type=int, default=1024, help="category count to validate against"
+        "--categories",
+        type=int,
+        default=1024,
+        metavar="N",
+        help="category count to validate against",
     )
     add_json_flag(parser)
     parser.set_defaults(handler=_check)

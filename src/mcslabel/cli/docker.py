@@ -102,7 +102,7 @@ def _register_run(sub: Any) -> None:
         default=[],
         help="bind volume; OPTS: ro|rw and Z (default)|z|noZ (repeatable)",
     )
-    run.add_argument("--name", default=None, help="container name")
+    run.add_argument("--name", metavar="NAME", default=None, help="container name")
     run.add_argument(
         "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
     )
@@ -152,7 +152,7 @@ def _sync(args: argparse.Namespace) -> int:
     with open_allocator(args.store, args.categories) as allocator:
         result = sync(allocator, client)
     if args.json:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), ok=not result.conflicts)
     else:
         rows = [("reserved", lv, o) for lv, o in result.reserved]
         rows += [("kept", lv, o) for lv, o in result.kept]
@@ -178,7 +178,7 @@ def _audit(args: argparse.Namespace) -> int:
         )
         report = audit(client, allocator, filters=filters)
     if args.json:
-        print_json(report.to_dict())
+        print_json(report.to_dict(), ok=report.ok)
     else:
         print(
             f"{len(report.containers)} containers, {len(report.findings)} findings"
@@ -225,16 +225,27 @@ def _run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _container(client: Any, name: str) -> Any:
+    """The container ``name`` (an id, a prefix or a name) names; 2 when there is none."""
+    from mcslabel.errors import DockerError
+
+    try:
+        return client.containers.get(name)
+    except Exception as exc:  # the SDK's NotFound/APIError: its status code says whose fault
+        raise DockerError(f"cannot find container {_q(name)}: {exc}") from exc
+
+
 def _rm(args: argparse.Namespace) -> int:
     from mcslabel.integrations.docker import remove
 
     client = _client(args)
+    container = _container(client, args.container)
     with open_allocator(args.store, args.categories) as allocator:
-        remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
+        remove(client, container, allocator=allocator, restore=not args.keep_labels)
     if args.json:
-        print_json({"removed": args.container, "restored": not args.keep_labels})
+        print_json({"removed": container.id, "restored": not args.keep_labels})
     else:
-        print(f"removed {args.container}")
+        print(container.id[:12])  # docker rm prints what it removed
     return EXIT_OK
 
 

@@ -11,6 +11,7 @@ from mcslabel.cli._common import (
     EXIT_INPUT,
     EXIT_OK,
     add_json_flag,
+    print_error,
     print_json,
 )
 
@@ -28,10 +29,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("path", metavar="PATH")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--level", metavar="L", help="private label at level L (:Z)")
+    which.add_argument("--level", metavar="LEVEL", help="private label at LEVEL (:Z)")
     which.add_argument("--shared", action="store_true", help="shared label at s0 (:z)")
-    which.add_argument("--context", metavar="C", help="exactly this context")
-    parser.add_argument("--type", metavar="T", dest="file_type", help="replace the type")
+    which.add_argument("--context", metavar="CONTEXT", help="exactly this context")
+    parser.add_argument("--type", metavar="TYPE", dest="file_type", help="replace the type")
     parser.add_argument("--read-only", action="store_true", help="use lxc_contexts' ro_file type")
     parser.add_argument("--dry-run", action="store_true", help="count, write nothing")
     parser.add_argument(
@@ -46,6 +47,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=None,
+        metavar="N",
         help="worker processes (default: one per core, at most 4, for trees of 4096+ entries)",
     )
     parser.add_argument(
@@ -70,6 +72,11 @@ def register(subparsers: Any) -> None:
     )
     restore.add_argument("journal", metavar="JOURNAL")
     restore.add_argument("--dry-run", action="store_true", help="count, write nothing")
+    restore.add_argument(
+        "--remove",
+        action="store_true",
+        help="delete the journal (and its segments) once every label is restored",
+    )
     add_json_flag(restore)
     restore.set_defaults(handler=_restore)
 
@@ -94,9 +101,7 @@ class _ProgressLine:
 
 
 def _refused(args: argparse.Namespace, exc: Exception) -> int:
-    if args.json:
-        print_json({"error": {"type": type(exc).__name__, "message": str(exc)}})
-    print(f"mcslabel: error: {exc}", file=sys.stderr)
+    print_error(args, exc, EXIT_INPUT)
     return EXIT_INPUT
 
 
@@ -127,7 +132,7 @@ def _relabel(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.json:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), ok=result.ok)
     else:
         verb = "would change" if result.dry_run else "changed"
         print(
@@ -152,8 +157,13 @@ def _restore(args: argparse.Namespace) -> int:
         result = restore(args.journal, dry_run=args.dry_run)
     except RefusedPath as exc:
         return _refused(args, exc)
+    removed = args.remove and result.ok and not result.dry_run
+    if removed:
+        from mcslabel.relabeling.journal import remove_journal
+
+        remove_journal(args.journal)
     if args.json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "journal_removed": removed}, ok=result.ok)
     else:
         verb = "would restore" if result.dry_run else "restored"
         state = "" if result.journal_finished else " (journal of an interrupted relabel)"
@@ -163,6 +173,8 @@ def _restore(args: argparse.Namespace) -> int:
         )
         for err in result.errors:
             print(f"  {err.path}: {err.message}", file=sys.stderr)
+        if removed:
+            print(f"removed journal {args.journal}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 
