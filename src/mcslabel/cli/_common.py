@@ -105,14 +105,12 @@ def open_allocator(url: str | None, categories: int) -> Iterator[Allocator]:
         store.close()
 
 
-def _causes(exc: BaseException) -> Iterator[BaseException]:
-    """``exc``'s chain of causes, explicit (``from``) or implicit (``from None`` too)."""
-    seen: set[int] = set()
-    cause = exc.__cause__ or exc.__context__
-    while cause is not None and id(cause) not in seen:
-        seen.add(id(cause))
-        yield cause
-        cause = cause.__cause__ or cause.__context__
+def _cause(exc: BaseException) -> BaseException | None:
+    """What ``exc`` was raised from: ``raise ... from cause``, or the exception
+    being handled under ``raise ... from None`` (only one level: a daemon that
+    cannot be reached because its socket file is missing is not the user's input).
+    """
+    return exc.__cause__ or exc.__context__
 
 
 def exit_code_for(exc: BaseException) -> int:
@@ -125,12 +123,12 @@ def exit_code_for(exc: BaseException) -> int:
     """
     if isinstance(exc, _INPUT_ERRORS):
         return EXIT_INPUT
-    for cause in _causes(exc):
-        if isinstance(cause, _INPUT_CAUSES):
-            return EXIT_INPUT
-        status = getattr(cause, "status_code", None)  # docker.errors.APIError
-        if isinstance(status, int) and 400 <= status < 500:
-            return EXIT_INPUT
+    cause = _cause(exc)
+    if isinstance(cause, _INPUT_CAUSES):
+        return EXIT_INPUT
+    status = getattr(cause, "status_code", None)  # docker.errors.APIError
+    if isinstance(status, int) and 400 <= status < 500:
+        return EXIT_INPUT
     return EXIT_FAILED
 
 
