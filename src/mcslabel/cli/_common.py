@@ -18,11 +18,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import datetime
-import json
 import os
 import re
-import shutil
 import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -136,6 +133,8 @@ def iso_time(seconds: float | None) -> str | None:
     """Epoch seconds as ISO 8601 UTC (``2026-01-02T03:04:05Z``); None stays None."""
     if seconds is None:
         return None
+    import datetime  # imported on use: start-up time
+
     try:
         moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
     except (OverflowError, ValueError, OSError):
@@ -168,6 +167,8 @@ def print_json(data: Mapping[str, Any], *, ok: bool | None = None) -> None:
     """
     if not isinstance(data, Mapping):
         raise TypeError(f"--json output must be an object, not {type(data).__name__}")
+    import json  # imported on use: start-up time
+
     if ok is not None:
         data = {"ok": ok, **{k: v for k, v in data.items() if k != "ok"}}
     json.dump(json_ready(data), sys.stdout, indent=2, sort_keys=False)
@@ -193,6 +194,8 @@ def table_width() -> int | None:
     """
     if "COLUMNS" not in os.environ and not sys.stdout.isatty():
         return None
+    import shutil
+
     return shutil.get_terminal_size().columns
 
 

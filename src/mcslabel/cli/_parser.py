@@ -38,6 +38,10 @@ def set_json_errors(on: bool) -> None:
 
 
 def _suggest(word: str, choices: Sequence[str]) -> str:
+    """`` (did you mean 'x'?)`` for the choice that starts with or resembles ``word``."""
+    longer = sorted(c for c in choices if c.startswith(word) and len(word) > 2)
+    if len(longer) == 1:
+        return f" (did you mean {longer[0]!r}?)"
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
