@@ -14,6 +14,7 @@ from mcslabel.cli._common import (
     print_error,
     print_json,
 )
+from mcslabel.cli._progress import ProgressLine, count_in_background, count_lines, wanted
 
 
 def register(subparsers: Any) -> None:
@@ -81,25 +82,6 @@ def register(subparsers: Any) -> None:
     restore.set_defaults(handler=_restore)
 
 
-class _ProgressLine:
-    """A one-line counter on stderr, redrawn in place (TTY only)."""
-
-    def __init__(self) -> None:
-        self.drawn = False
-
-    def __call__(self, p: Any) -> None:
-        sys.stderr.write(
-            f"\rrelabel: {p.visited:,} entries  {p.changed:,} changed"
-            f"  {p.unchanged:,} already right  {p.failed:,} failed"
-        )
-        sys.stderr.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-
-
 def _refused(args: argparse.Namespace, exc: Exception) -> int:
     print_error(args, exc, EXIT_INPUT)
     return EXIT_INPUT
@@ -109,7 +91,10 @@ def _relabel(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
     from mcslabel.relabeling.engine import relabel
 
-    bar = _ProgressLine() if sys.stderr.isatty() and not args.json else None
+    bar = None
+    if wanted(args):
+        bar = ProgressLine("relabel")
+        count_in_background(bar, args.path, one_file_system=not args.cross_mounts)
     try:
         result = relabel(
             args.path,
@@ -153,10 +138,20 @@ def _restore(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
     from mcslabel.relabeling.engine import restore
 
+    bar = None
+    if wanted(args):
+        from mcslabel.relabeling import journal_files
+
+        bar = ProgressLine("restore")
+        files = journal_files(args.journal)
+        bar.total = max(count_lines(files) - 2 * len(files) - 1, 1)  # less headers, end line
     try:
-        result = restore(args.journal, dry_run=args.dry_run)
+        result = restore(args.journal, dry_run=args.dry_run, progress=bar)
     except RefusedPath as exc:
         return _refused(args, exc)
+    finally:
+        if bar is not None:
+            bar.close()
     removed = args.remove and result.ok and not result.dry_run
     if removed:
         from mcslabel.relabeling.journal import remove_journal

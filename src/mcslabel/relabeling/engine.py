@@ -865,6 +865,7 @@ def restore(
     *,
     dry_run: bool = False,
     refuse: Iterable[str | os.PathLike[str]] = (),
+    progress: ProgressCallback | None = None,
 ) -> RestoreResult:
     """Put back every old label a relabel journal recorded.
 
@@ -876,12 +877,13 @@ def restore(
     ``replaced``). Files that had no label get the attribute removed.
     Raises :class:`~mcslabel.errors.JournalError` for a damaged journal
     (before changing anything) or a root that is no longer the same
-    directory.
+    directory. ``progress`` is called about ten times a second with the
+    records handled so far (``visited``), ``changed`` counting the restored.
     """
     started = time.monotonic()
     lock_fd = wait_unlocked(journal)  # no relabel (or worker of one) still writing
     try:
-        return _restore(journal, started=started, dry_run=dry_run, refuse=refuse)
+        return _restore(journal, started=started, dry_run=dry_run, refuse=refuse, progress=progress)
     finally:
         os.close(lock_fd)
 
@@ -892,6 +894,7 @@ def _restore(
     started: float,
     dry_run: bool,
     refuse: Iterable[str | os.PathLike[str]],
+    progress: ProgressCallback | None = None,
 ) -> RestoreResult:
     header, finished, records = read_journal(journal)
     root = check_relabel_allowed(header.root, refuse=refuse)
@@ -918,7 +921,11 @@ def _restore(
         st = os.fstat(root_fd)
         if (st.st_dev, st.st_ino) != (header.dev, header.ino):
             raise JournalError(f"{root} is not the directory the journal was written for")
-        for rec in records:
+        next_report = 0.0
+        for seen, rec in enumerate(records):
+            if progress is not None and seen % 256 == 0 and time.monotonic() >= next_report:
+                next_report = time.monotonic() + 0.1
+                progress(RelabelProgress(seen, restored, unchanged + replaced, failed))
             rel = rec.relpath
             parts = rel.split(b"/")
             if rel != b"." and any(p in (b"", b".", b"..") for p in parts):
