@@ -51,10 +51,10 @@ def test_relabel_and_restore_show_progress_on_a_tty(tree: Path, tmp_path: Path) 
     )
     assert code == 0, err
     assert "\rrelabel: " in err and " changed" in err
-    assert "/511 (100%)" in err  # the count (510 entries and the root) finished first
+    assert "/511 entries (100%)" in err  # the count (510 entries and the root) finished first
     code, out, err = _on_a_tty("restore", str(journal))
     assert code == 0, err
-    assert "\rrestore: " in err and "/511 (" in err  # the journal's records
+    assert "\rrestore: " in err and "/511 records (" in err  # the journal's records
     assert "restored 511" in out
 
 
@@ -77,12 +77,12 @@ def test_the_line_has_rate_and_eta_once_the_total_is_known() -> None:
     now = [100.0]
     bar = ProgressLine("relabel", clock=lambda: now[0])
     now[0] = 102.0
-    assert bar.line(2000, 1500, 0, now[0]) == "relabel: 2,000  1,000/s  1,500 changed"
+    assert bar.line(2000, 1500, 0, now[0]) == "relabel: 2,000 entries  1,000/s  1,500 changed"
     bar.total = 10000
     assert bar.line(2000, 1500, 3, now[0]) == (
-        "relabel: 2,000/10,000 (20%)  1,000/s  ETA 0:08  1,500 changed  3 failed"
+        "relabel: 2,000/10,000 entries (20%)  1,000/s  ETA 0:08  1,500 changed  3 failed"
     )
-    assert bar.line(0, 0, 0, 100.1) == "relabel: 0/10,000 (0%)  0 changed"  # no rate yet
+    assert bar.line(0, 0, 0, 100.1) == "relabel: 0/10,000 entries (0%)  0 changed"  # no rate yet
 
 
 def test_counts(tree: Path, tmp_path: Path) -> None:

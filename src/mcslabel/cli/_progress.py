@@ -27,9 +27,15 @@ class ProgressLine:
     """Called with the engine's progress counts; redraws one stderr line in place."""
 
     def __init__(
-        self, verb: str, *, stream: TextIO | None = None, clock: Any = time.monotonic
+        self,
+        verb: str,
+        noun: str = "entries",
+        *,
+        stream: TextIO | None = None,
+        clock: Any = time.monotonic,
     ) -> None:
         self.verb = verb
+        self.noun = noun
         self.stream = stream if stream is not None else sys.stderr
         self.clock = clock
         self.started = clock()
@@ -40,7 +46,10 @@ class ProgressLine:
         elapsed = now - self.started
         parts = [f"{self.verb}: {done:,}"]
         if self.total:
-            parts[0] += f"/{self.total:,} ({min(done, self.total) * 100 // self.total}%)"
+            parts[0] += f"/{self.total:,}"
+        parts[0] += f" {self.noun}"
+        if self.total:
+            parts[0] += f" ({min(done, self.total) * 100 // self.total}%)"
         rate = done / elapsed if elapsed >= 0.5 else 0.0
         if rate:
             parts.append(f"{rate:,.0f}/s")

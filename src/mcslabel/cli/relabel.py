@@ -142,7 +142,7 @@ def _restore(args: argparse.Namespace) -> int:
     if wanted(args):
         from mcslabel.relabeling import journal_files
 
-        bar = ProgressLine("restore")
+        bar = ProgressLine("restore", "records")
         files = journal_files(args.journal)
         bar.total = max(count_lines(files) - 2 * len(files) - 1, 1)  # less headers, end line
     try:
