@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
@@ -42,6 +41,8 @@ def _suggest(word: str, choices: Sequence[str]) -> str:
     longer = sorted(c for c in choices if c.startswith(word) and len(word) > 2)
     if len(longer) == 1:
         return f" (did you mean {longer[0]!r}?)"
+    import difflib  # on use only: start-up time
+
     close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.75)
     return f" (did you mean {close[0]!r}?)" if close else ""
 
