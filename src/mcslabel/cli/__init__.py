@@ -45,6 +45,7 @@ COMMANDS = {
     "relabel": "mcslabel.cli.relabel",
     "restore": "mcslabel.cli.relabel",
     "journal": "mcslabel.cli.journal",
+    "completion": "mcslabel.cli.generate",
 }
 #: Every subcommand module, in help order (each imported once).
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
