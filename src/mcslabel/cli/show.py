@@ -61,7 +61,7 @@ def _show(args: argparse.Namespace) -> int:
             ("context", "level", "owners", "path"),
             [
                 (
-                    i.raw if i.context is None else i.context,
+                    i.context or i.raw or "?",  # "?" for no label, as ls -Z
                     i.level or "-",
                     _owners(i.owners),
                     i.path,
