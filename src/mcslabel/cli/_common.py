@@ -233,6 +233,16 @@ def print_table(
         print(line.rstrip() if limit is None else shorten(line.rstrip(), limit))
 
 
+def usage_handler(parser: argparse.ArgumentParser) -> Handler:
+    """The handler of a command group run without a subcommand: its help, exit 2."""
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_INPUT
+
+    return usage
+
+
 def print_error(args: argparse.Namespace | None, exc: BaseException, code: int) -> None:
     """One line on stderr; with ``--json`` also the error object on stdout."""
     if args is not None and getattr(args, "json", False):
@@ -285,4 +295,5 @@ __all__ = [
     "short_ids",
     "shorten",
     "table_width",
+    "usage_handler",
 ]

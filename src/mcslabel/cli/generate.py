@@ -78,14 +78,29 @@ def _words(items: Sequence[str]) -> str:
     return " ".join(items)
 
 
+@attrs.frozen
+class _Tables:
+    """What both shell scripts switch on: flags taking values, path flags, command steps."""
+
+    commands: list[Command]
+    value_flags: str  # a|b|c case pattern
+    path_flags: str
+    steps: str  # "parent:child" words that extend the command path
+
+    @classmethod
+    def of(cls, parser: argparse.ArgumentParser) -> _Tables:
+        commands = list(walk(parser))
+        value = sorted({f for c in commands for f, _, takes, _ in c.options if takes})
+        paths = sorted({f for c in commands for f, _, _, is_path in c.options if is_path})
+        steps = [f'"{_key(c.path[:-1])}:{c.path[-1]}"' for c in commands if c.path]
+        return cls(commands, "|".join(value), "|".join(paths), "|".join(steps))
+
+
 def bash(parser: argparse.ArgumentParser) -> str:
     """A bash completion script (``complete -F _mcslabel mcslabel``)."""
-    commands = list(walk(parser))
-    value_flags = sorted({f for c in commands for f, _, takes, _ in c.options if takes})
-    path_flags = sorted({f for c in commands for f, _, _, is_path in c.options if is_path})
-    steps = [f'"{_key(c.path[:-1])}:{c.path[-1]}"' for c in commands if c.path]
+    t = _Tables.of(parser)
     cases = []
-    for c in commands:
+    for c in t.commands:
         opts = _words([f for f, _, _, _ in c.options])
         subs = _words([n for n, _ in c.subcommands])
         files = "1" if c.path_positionals else ""
@@ -99,16 +114,16 @@ def bash(parser: argparse.ArgumentParser) -> str:
             "    for ((i = 1; i < COMP_CWORD; i++)); do",
             '        w="${COMP_WORDS[i]}"',
             '        case "$w" in',
-            f"            {'|'.join(value_flags)}) ((i++)); continue ;;",
+            f"            {t.value_flags}) ((i++)); continue ;;",
             "            -*) continue ;;",
             "        esac",
             '        case "$cmdpath:$w" in',
-            f'            {"|".join(steps)}) cmdpath="${{cmdpath:+${{cmdpath}}_}}$w" ;;',
+            f'            {t.steps}) cmdpath="${{cmdpath:+${{cmdpath}}_}}$w" ;;',
             "        esac",
             "    done",
             '    case "$prev" in',
-            f'        {"|".join(path_flags)}) COMPREPLY=($(compgen -f -- "$cur")); return ;;',
-            f"        {'|'.join(value_flags)}) COMPREPLY=(); return ;;",
+            f'        {t.path_flags}) COMPREPLY=($(compgen -f -- "$cur")); return ;;',
+            f"        {t.value_flags}) COMPREPLY=(); return ;;",
             "    esac",
             '    case "$cmdpath" in',
             *cases,
@@ -139,12 +154,9 @@ def _zsh_item(name: str, text: str) -> str:
 
 def zsh(parser: argparse.ArgumentParser) -> str:
     """A zsh completion function (``#compdef mcslabel``), with descriptions."""
-    commands = list(walk(parser))
-    value_flags = sorted({f for c in commands for f, _, takes, _ in c.options if takes})
-    path_flags = sorted({f for c in commands for f, _, _, is_path in c.options if is_path})
-    steps = [f'"{_key(c.path[:-1])}:{c.path[-1]}"' for c in commands if c.path]
+    t = _Tables.of(parser)
     cases = []
-    for c in commands:
+    for c in t.commands:
         opts = " ".join(_zsh_item(f, h) for f, h, _, _ in c.options)
         subs = " ".join(_zsh_item(n, h) for n, h in c.subcommands)
         files = "1" if c.path_positionals else ""
@@ -160,16 +172,16 @@ def zsh(parser: argparse.ArgumentParser) -> str:
             "    for ((i = 2; i < CURRENT; i++)); do",
             '        w="${words[i]}"',
             '        case "$w" in',
-            f"            ({'|'.join(value_flags)}) ((i++)); continue ;;",
+            f"            ({t.value_flags}) ((i++)); continue ;;",
             "            (-*) continue ;;",
             "        esac",
             '        case "$cmdpath:$w" in',
-            f'            ({"|".join(steps)}) cmdpath="${{cmdpath:+${{cmdpath}}_}}$w" ;;',
+            f'            ({t.steps}) cmdpath="${{cmdpath:+${{cmdpath}}_}}$w" ;;',
             "        esac",
             "    done",
             '    case "$prev" in',
-            f"        ({'|'.join(path_flags)}) _files; return ;;",
-            f"        ({'|'.join(value_flags)}) _message 'value'; return ;;",
+            f"        ({t.path_flags}) _files; return ;;",
+            f"        ({t.value_flags}) _message 'value'; return ;;",
             "    esac",
             '    case "$cmdpath" in',
             *cases,

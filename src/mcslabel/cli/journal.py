@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Any
 
-from mcslabel.cli._common import EXIT_INPUT, EXIT_OK, add_json_flag, print_json, print_table
+from mcslabel.cli._common import (
+    EXIT_OK,
+    add_json_flag,
+    print_json,
+    print_table,
+    usage_handler,
+)
 
 #: Where ``mcslabel docker run`` keeps its journals (root); the default of ``journal list``.
 DEFAULT_DIR = "/var/lib/mcslabel/journals"
@@ -21,12 +26,7 @@ def register(subparsers: Any) -> None:
         " in a directory, or remove a journal with its segment files once it is not needed.",
     )
     sub = parser.add_subparsers(dest="journal_command", metavar="SUBCOMMAND")
-
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_INPUT
-
-    parser.set_defaults(handler=usage)
+    parser.set_defaults(handler=usage_handler(parser))
     listing = sub.add_parser(
         "list",
         help="list the journals in directories",
