@@ -160,6 +160,9 @@ def test_global_options_before_the_subcommand(
     assert '"level"' in capsys.readouterr().out
     assert main(["--categories", "16", "check", "s0:c20"]) == 2
     assert "c0..c15" in capsys.readouterr().err
+    other = f"sqlite://{tmp_path}/other.db"
+    assert main(["--store", other, "list", "--store", store, "--json"]) == 0
+    assert '"owners": [\n        "a"' in capsys.readouterr().out  # the later --store won
     with pytest.raises(SystemExit):
         main(["--store", store, "policy"])
     assert "--store does not apply to policy" in capsys.readouterr().err

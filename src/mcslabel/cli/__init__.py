@@ -99,7 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         parser = build_parser(_modules_for(argv))
         args = parser.parse_args(argv)
-        apply_global_options(parser, args)
+        command = _command_of(argv)
+        after = argv[argv.index(command) + 1 :] if command in argv else []
+        apply_global_options(parser, args, after)
         if getattr(args, "handler", None) is None:
             parser.print_help(sys.stderr)
             return EXIT_INPUT

@@ -153,16 +153,22 @@ def add_global_options(parser: Parser) -> None:
             group.add_argument(flag, dest=_GLOBAL_DEST + dest, action="store_true", help=text)
 
 
-def apply_global_options(parser: Parser, args: argparse.Namespace) -> None:
+def apply_global_options(
+    parser: Parser, args: argparse.Namespace, after: Sequence[str] = ()
+) -> None:
     """Hand the global options given before the subcommand to it.
 
     A subcommand without that option refuses it (exit 2), as it would
-    after its name.
+    after its name. Given again after the subcommand (``after``: the words
+    that follow its name), the later one wins, as the last of a repeated
+    option does.
     """
     for flag, dest, takes_value, _, _ in GLOBAL_OPTIONS:
         value = getattr(args, _GLOBAL_DEST + dest, None)
         delattr(args, _GLOBAL_DEST + dest)
         if value is None or value is False:
+            continue
+        if any(word == flag or word.startswith(flag + "=") for word in after):
             continue
         if not hasattr(args, dest) or getattr(args, "handler", None) is None:
             command = getattr(args, "command", None) or "this command"
