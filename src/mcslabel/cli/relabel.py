@@ -146,7 +146,9 @@ def _restore(args: argparse.Namespace) -> int:
         files = journal_files(args.journal)
         bar.total = max(count_lines(files) - 2 * len(files) - 1, 1)  # less headers, end line
     try:
-        result = restore(args.journal, dry_run=args.dry_run, progress=bar)
+        # progress= only for a terminal: a restore without it stays a plain call.
+        shown: dict[str, Any] = {} if bar is None else {"progress": bar}
+        result = restore(args.journal, dry_run=args.dry_run, **shown)
     except RefusedPath as exc:
         return _refused(args, exc)
     finally:
