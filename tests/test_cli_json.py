@@ -220,7 +220,7 @@ PRINTING = [
     ("verify",),
     ("verify", "--json"),
     ("docker", "audit", "--filter", "label=io.mcslabel.test=none"),
-    ("docker", "audit", "--json"),
+    ("docker", "audit", "--json", "--filter", "label=io.mcslabel.test=none"),
     ("list", "--store", "{store}"),
     ("list", "--store", "{store}", "--json"),
     ("show", "{vol}", "--store", "{store}"),
