@@ -5,7 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck pytest docs bench clean
+.PHONY: setup demo test lint typecheck pytest docs bench clean completion man
 
 setup:
 	@bash scripts/setup.sh
@@ -28,8 +28,16 @@ pytest:
 docs:
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
+# Shell completion and the man page from the argparse definitions (setup.sh installs them).
+completion:
+	$(PY) -m mcslabel.cli.generate bash > mcslabel.bash
+	$(PY) -m mcslabel.cli.generate zsh > _mcslabel
+
+man:
+	$(PY) -m mcslabel.cli.generate man > mcslabel.1
+
 bench: setup
 	$(PY) benchmarks/run_all.py
 
 clean:
-	rm -rf site .pytest_cache .mypy_cache .ruff_cache
+	rm -rf site .pytest_cache .mypy_cache .ruff_cache mcslabel.bash _mcslabel mcslabel.1

@@ -67,4 +67,21 @@ if ! has_container_t; then
     exit 1
   fi
 fi
+# Shell completion and the man page, generated from the CLI's own argparse
+# definitions (python -m mcslabel.cli.generate); rewritten only when changed.
+install_generated() {  # kind, destination
+  local tmp
+  tmp=$(mktemp)
+  .venv/bin/python -m mcslabel.cli.generate "$1" >"$tmp"
+  if ! cmp -s "$tmp" "$2" 2>/dev/null; then
+    mkdir -p "$(dirname "$2")"
+    install -m 0644 "$tmp" "$2"
+    log "installed $2"
+  fi
+  rm -f "$tmp"
+}
+install_generated bash /usr/share/bash-completion/completions/mcslabel
+install_generated zsh /usr/local/share/zsh/site-functions/_mcslabel
+install_generated man /usr/local/share/man/man1/mcslabel.1
+
 log "ready: $(.venv/bin/mcslabel --version), policy $policy_file has container_t"

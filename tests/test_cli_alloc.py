@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -39,7 +40,7 @@ def test_allocate_prints_a_pair_and_list_shows_it(
     assert lines[0].split() == ["LEVEL", "OWNERS", "NAME", "EXPIRES", "HOST"]
     assert lines[1].split()[:2] == [str(level), "docker:abc"]
     code, out, _ = run(capsys, "list", "--store", url, "--json")
-    data = json.loads(out)
+    data = json.loads(out)["allocations"]
     assert [d["level"] for d in data] == [str(level)] and data[0]["owners"] == ["docker:abc"]
 
 
@@ -59,11 +60,13 @@ def test_allocate_json_name_ttl_and_renew(capsys: pytest.CaptureFixture[str], ur
     )
     assert code == 0
     first = json.loads(out)
-    assert first["name"] == "team-a" and first["shared"] is True and first["expires"] > 0
+    assert first["name"] == "team-a" and first["shared"] is True
+    expires = datetime.datetime.fromisoformat(first["expires"])  # ISO 8601 UTC
     code, out, _ = run(capsys, "allocate", "--store", url, "--owner", "ns:b", "--name", "team-a")
     assert out.strip() == first["level"]
     code, out, _ = run(capsys, "renew", first["level"], "--ttl", "600", "--store", url, "--json")
-    assert code == 0 and json.loads(out)["expires"] > first["expires"] + 500
+    renewed = datetime.datetime.fromisoformat(json.loads(out)["expires"])
+    assert code == 0 and renewed > expires + datetime.timedelta(seconds=500)
 
 
 def test_reserve_release_and_errors(capsys: pytest.CaptureFixture[str], url: str) -> None:
@@ -102,9 +105,9 @@ def test_gc_frees_a_dead_pid(capsys: pytest.CaptureFixture[str], url: str) -> No
     level = out.strip()
     code, out, _ = run(capsys, "gc", "--store", url, "--json")
     assert code == 0
-    assert json.loads(out) == [
-        {"level": level, "owner": owner, "reason": "process-gone", "freed": True}
-    ]
+    assert json.loads(out) == {
+        "events": [{"level": level, "owner": owner, "reason": "process-gone", "freed": True}]
+    }
     code, out, _ = run(capsys, "gc", "--store", url)
     assert out == "gc: 0 change(s)\n"
 

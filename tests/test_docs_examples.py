@@ -82,3 +82,46 @@ def test_pytest_page_example_runs_in_a_fresh_project(
         pytester.makepyfile(**{f"test_example_{i}": block})
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--strict-markers")
     result.assert_outcomes(passed=7)
+
+
+# --- the API reference renders Sphinx roles as links ------------------------------
+
+
+def test_sphinx_roles_become_optional_links() -> None:
+    import griffe
+
+    ext = REPO / "scripts" / "griffe_sphinx_roles.py"
+    package = griffe.load(
+        "mcslabel",
+        search_paths=[str(REPO / "src")],
+        extensions=griffe.load_extensions(f"{ext}:SphinxRoles"),
+    )
+    engine = package["relabeling.engine"]
+    restore_doc = engine["restore"].docstring.value
+    assert ":class:" not in restore_doc and ":func:" not in restore_doc
+    # "~" keeps the last component; the identifier is the resolved full path.
+    assert (
+        '<autoref identifier="mcslabel.errors.JournalError" optional>'
+        "<code>JournalError</code></autoref>" in restore_doc
+    )
+    relabel_doc = engine["relabel"].docstring.value
+    # An unqualified name resolves in the docstring's own scope, as in Sphinx.
+    assert (
+        '<autoref identifier="mcslabel.relabeling.engine.restore" optional>'
+        "<code>restore()</code></autoref>" in relabel_doc
+    )
+    left = [
+        f"{obj.path}: {m.group(0)}"
+        for obj in _objects(package)
+        if obj.docstring is not None
+        for m in re.finditer(r":(func|class|meth|mod|data|attr|exc|obj):`", obj.docstring.value)
+    ]
+    assert left == []
+
+
+def _objects(obj: Any) -> list[Any]:
+    found = [obj]
+    for member in obj.members.values():
+        if not member.is_alias:
+            found += _objects(member)
+    return found

@@ -148,11 +148,67 @@ def test_options_and_markers_are_documented(pytester: pytest.Pytester) -> None:
     result.stdout.fnmatch_lines(["*mcs_volume(shared=False, read_only=False)*"])
 
 
-def test_bad_store_url_is_a_clear_error(pytester: pytest.Pytester) -> None:
-    pytester.makepyfile("def test_x(mcs_level):\n    pass\n")
+def test_bad_store_url_fails_once_at_start(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile("def test_x(mcs_level):\n    pass\n\ndef test_y(mcs_level):\n    pass\n")
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--mcs-store=nosuch://x")
-    result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*InvalidInput*unknown store URL*"])
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--mcs-store: InvalidInput: unknown store URL*"])
+    assert "test_x" not in result.stdout.str()  # no test ran, none errored
+
+
+def test_bad_policy_root_fails_once_at_start(pytester: pytest.Pytester, tmp_path: Path) -> None:
+    pytester.makepyfile("def test_x(selinux_policy):\n    pass\n")
+    result = pytester.runpytest_subprocess(
+        "-p", "no:cacheprovider", f"--mcs-policy-root={tmp_path}"
+    )
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([f"ERROR: --mcs-policy-root: cannot list {tmp_path}/policy*"])
+
+
+def test_misspelled_marker_keyword_fails_once(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.mcs_level(nmae="team-a")
+        def test_x(mcs_level):
+            pass
+
+        def test_y():
+            pass
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*test_x: @pytest.mark.mcs_level has no keyword 'nmae' (did you mean 'name'?)*"]
+    )
+
+
+def test_failures_show_labels_and_the_callers_line(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        """
+        from mcslabel import Level
+
+        def test_same_level_is_not_isolated(assert_isolated):
+            assert_isolated("s0:c1,c2", "s0:c2,c1")
+
+        def test_levels_compare_as_labels():
+            assert Level.parse("s0:c1,c2") == Level.parse("s0:c1,c3")
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(failed=2)
+    out = result.stdout.str()
+    result.stdout.fnmatch_lines(
+        [
+            "*AssertionError: s0:c1,c2 and s0:c1,c2 are not isolated*",
+            "*s0:c1,c2 == s0:c1,c3*",
+        ]
+    )
+    assert "Level(sensitivity" not in out and "frozenset" not in out
+    # The helpers' own frames are hidden: the failure points at the test's line.
+    assert "integrations/assertions.py" not in out and "pytest_plugin.py" not in out
 
 
 # --- the project's own suite uses the fixtures too -------------------------------------

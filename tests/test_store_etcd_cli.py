@@ -53,10 +53,10 @@ def test_allocate_list_release_across_processes(
     assert max(Counter(levels).values()) == 1, levels
     listed = mcslabel("list", "--store", url, "--json")
     assert listed.returncode == 0, listed.stderr
-    records = json.loads(listed.stdout)
+    records = json.loads(listed.stdout)["allocations"]
     assert sorted(r["level"] for r in records) == sorted(levels)
     assert mcslabel("release", levels[0], "--store", url).returncode == 0
-    again = json.loads(mcslabel("list", "--store", url, "--json").stdout)
+    again = json.loads(mcslabel("list", "--store", url, "--json").stdout)["allocations"]
     assert sorted(r["level"] for r in again) == sorted(levels[1:])
 
 

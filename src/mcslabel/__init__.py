@@ -62,12 +62,15 @@ _LAZY = {
     "verify": "mcslabel.verification.verifier",
     "assert_blocked": "mcslabel.integrations.assertions",
     "assert_isolated": "mcslabel.integrations.assertions",
+    "LabelInfo": "mcslabel.integrations.labels",
+    "show": "mcslabel.integrations.labels",
 }
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mcslabel.allocation.allocator import Allocator
     from mcslabel.allocation.stores import Allocation, Store, open_store
     from mcslabel.integrations.assertions import assert_blocked, assert_isolated
+    from mcslabel.integrations.labels import LabelInfo, show
     from mcslabel.relabeling.engine import (
         FileError,
         RelabelResult,
@@ -108,6 +111,7 @@ __all__ = [
     "InvalidLevel",
     "JournalError",
     "LabelInUse",
+    "LabelInfo",
     "Level",
     "LevelRange",
     "MCSLabelError",
@@ -135,6 +139,7 @@ __all__ = [
     "relabel",
     "remove_journal",
     "restore",
+    "show",
     "target_context",
     "verify",
 ]

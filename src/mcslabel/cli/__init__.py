@@ -1,62 +1,139 @@
 """The ``mcslabel`` command line.
 
 Each subcommand lives in its own module with a ``register(subparsers)``
-function; handlers import their heavy dependencies lazily so that
-``mcslabel --version`` imports neither SETools nor docker.
+function; :data:`COMMANDS` names the module of every subcommand so that
+only the one asked for is imported (``mcslabel --version`` imports none),
+and handlers import their heavy dependencies lazily.
 
-Exit codes, shared by every subcommand:
-``0`` ok, ``1`` a check failed (verify/audit findings), ``2`` usage or input
-error, ``3`` an operation failed (store unavailable, space exhausted...).
+Exit codes, shared by every subcommand: ``0`` ok, ``1`` a check failed
+(verify/audit findings), ``2`` usage or input error, ``3`` an operation
+failed (store unavailable, space exhausted...). A closed stdout pipe ends
+the command silently, killed by ``SIGPIPE`` like git (``$?`` 141).
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
+import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from mcslabel import __version__
-from mcslabel.cli._common import EXIT_INPUT, EXIT_OK, run_handler
-
-# Subcommand modules, in help order. Each defines register(subparsers).
-SUBCOMMAND_MODULES = (
-    "mcslabel.cli.check",
-    "mcslabel.cli.policy",
-    "mcslabel.cli.alloc",
-    "mcslabel.cli.docker",
-    "mcslabel.cli.podman",
-    "mcslabel.cli.verify",
-    "mcslabel.cli.relabel",
-    "mcslabel.cli.kube",
-    "mcslabel.cli.mount",
-    "mcslabel.cli.translate",
+from mcslabel.cli._common import EXIT_INPUT, EXIT_OK, EXIT_PIPE, run_handler
+from mcslabel.cli._parser import (
+    GLOBAL_OPTIONS,
+    Parser,
+    add_global_options,
+    apply_global_options,
+    set_json_errors,
 )
 
+# Subcommand -> the module that registers it, in help order.
+COMMANDS = {
+    "check": "mcslabel.cli.check",
+    "show": "mcslabel.cli.show",
+    "policy": "mcslabel.cli.policy",
+    "allocate": "mcslabel.cli.alloc",
+    "reserve": "mcslabel.cli.alloc",
+    "release": "mcslabel.cli.alloc",
+    "renew": "mcslabel.cli.alloc",
+    "list": "mcslabel.cli.alloc",
+    "gc": "mcslabel.cli.alloc",
+    "docker": "mcslabel.cli.docker",
+    "podman": "mcslabel.cli.podman",
+    "verify": "mcslabel.cli.verify",
+    "relabel": "mcslabel.cli.relabel",
+    "restore": "mcslabel.cli.relabel",
+    "journal": "mcslabel.cli.journal",
+    "kube": "mcslabel.cli.kube",
+    "mount-options": "mcslabel.cli.mount",
+    "mount": "mcslabel.cli.mount",
+    "translate": "mcslabel.cli.translate",
+    "completion": "mcslabel.cli.generate",
+}
+#: Every subcommand module, in help order (each imported once).
+SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+_VALUE_GLOBALS = {flag for flag, _, takes_value, _, _ in GLOBAL_OPTIONS if takes_value}
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The subcommand word of ``argv`` (skipping global options), if any."""
+    tokens = iter(argv)
+    for token in tokens:
+        if token == "--":
+            return next(tokens, None)
+        if not token.startswith("-"):
+            return token
+        if token in _VALUE_GLOBALS:
+            next(tokens, None)
+    return None
+
+
+def _modules_for(argv: Sequence[str]) -> Iterable[str]:
+    """The modules to register for ``argv``: the command's, all (help, typos) or none."""
+    command = _command_of(argv)
+    if command in COMMANDS:
+        return (COMMANDS[command],)
+    if command is None and argv and not {"-h", "--help"} & set(argv):
+        return ()  # --version, or a bad option: no subcommand needed
+    return SUBCOMMAND_MODULES
+
+
+def build_parser(modules: Iterable[str] = SUBCOMMAND_MODULES) -> Parser:
+    """The ``mcslabel`` parser with the subcommands of ``modules`` (default: all)."""
+    parser = Parser(
         prog="mcslabel",
         description="SELinux MCS label management for container hosts.",
+        epilog="Exit status: 0 ok, 1 a check failed, 2 usage or input error,"
+        " 3 an operation failed. Run 'mcslabel COMMAND --help' for a command's options.",
     )
     parser.add_argument("--version", action="version", version=f"mcslabel {__version__}")
+    add_global_options(parser)
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in SUBCOMMAND_MODULES:
+    for name in modules:
         importlib.import_module(name).register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "handler", None) is None:
-        parser.print_help(sys.stderr)
-        return EXIT_INPUT
-    return run_handler(args)
+    """Run one command line; the exit status (usage errors exit 2 via SystemExit)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    set_json_errors("--json" in argv)
+    try:
+        parser = build_parser(_modules_for(argv))
+        args = parser.parse_args(argv)
+        command = _command_of(argv)
+        after = argv[argv.index(command) + 1 :] if command in argv else []
+        apply_global_options(parser, args, after)
+        if getattr(args, "handler", None) is None:
+            parser.print_help(sys.stderr)
+            return EXIT_INPUT
+        return run_handler(args)
+    except BrokenPipeError:
+        return EXIT_PIPE
+
+
+def _die_of_sigpipe() -> None:
+    """End as git does on a closed pipe: silently, killed by SIGPIPE."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
+    except (OSError, ValueError):
+        pass
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGPIPE)
 
 
 def entry_point() -> None:  # pragma: no cover - thin wrapper for console_scripts
-    sys.exit(main())
+    try:
+        code = main()
+    except KeyboardInterrupt:
+        code = 128 + signal.SIGINT
+    if code == EXIT_PIPE:
+        _die_of_sigpipe()
+    sys.exit(code)
 
 
-__all__ = ["EXIT_OK", "build_parser", "entry_point", "main"]
+__all__ = ["COMMANDS", "EXIT_OK", "build_parser", "entry_point", "main"]

@@ -1,29 +1,69 @@
-"""Helpers every subcommand shares: output, errors, exit codes."""
+"""Helpers every subcommand shares: exit codes, error mapping, JSON and tables.
+
+The conventions here are the CLI's contract (docs/cli.md):
+
+* Exit codes: ``0`` ok, ``1`` a check failed (a verdict: findings, leaks,
+  conflicts), ``2`` usage or input error (including a missing file or
+  optional SDK the user asked for), ``3`` an operation failed (store or daemon
+  unavailable, space exhausted, some files failed). A closed stdout pipe ends
+  the command like git does: killed by ``SIGPIPE`` (``$?`` is 141), silently.
+* ``--json`` prints exactly one JSON object; commands with a verdict put
+  ``ok`` in it; an error is ``{"ok": false, "error": {...}}``; times are
+  ISO 8601 UTC strings.
+* Tables fit the terminal (``COLUMNS``) when printed to one; docker ids are
+  shortened to 12 characters as docker's CLI does (JSON keeps them whole).
+"""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
+import os
+import re
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from mcslabel.errors import InvalidInput, MCSLabelError, PolicyError, SELinuxUnavailable
+from mcslabel.errors import (
+    InvalidInput,
+    MCSLabelError,
+    PolicyError,
+    RefusedPath,
+    SELinuxUnavailable,
+)
 
 EXIT_OK = 0
 EXIT_CHECK_FAILED = 1
 EXIT_INPUT = 2
 EXIT_FAILED = 3
+#: What a shell reports for a command killed by SIGPIPE (128 + 13), as for git.
+EXIT_PIPE = 141
 
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator
 
 Handler = Callable[[argparse.Namespace], int]
 
+#: JSON fields that hold a moment: epoch seconds become ISO 8601 UTC strings.
+TIME_FIELDS = frozenset({"created", "expires", "started", "updated"})
+
+# The causes that make an operation's failure the user's input: a file named
+# on the command line that is missing or already there, an optional SDK
+# (docker, etcd3gw) not installed for a feature the user asked for.
+_INPUT_CAUSES: tuple[type[BaseException], ...] = (
+    FileNotFoundError,
+    FileExistsError,
+    NotADirectoryError,
+    IsADirectoryError,
+    ImportError,
+)
+_INPUT_ERRORS = (InvalidInput, PolicyError, SELinuxUnavailable, RefusedPath)
+_DOCKER_ID = re.compile(r"(?<![0-9a-f])([0-9a-f]{12})[0-9a-f]{52}(?![0-9a-f])")
+ELLIPSIS = "…"
+
 
 def add_json_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def add_store_flag(parser: argparse.ArgumentParser) -> None:
@@ -65,35 +105,175 @@ def open_allocator(
         store.close()
 
 
-def exit_code_for(exc: MCSLabelError) -> int:
-    """Bad input (including a bad policy or missing bindings) is 2, the rest 3."""
-    if isinstance(exc, (InvalidInput, PolicyError, SELinuxUnavailable)):
+def _cause(exc: BaseException) -> BaseException | None:
+    """What ``exc`` was raised from: ``raise ... from cause``, or the exception
+    being handled under ``raise ... from None`` (only one level: a daemon that
+    cannot be reached because its socket file is missing is not the user's input).
+    """
+    return exc.__cause__ or exc.__context__
+
+
+def exit_code_for(exc: BaseException) -> int:
+    """2 when the user's input is to blame, else 3.
+
+    Input: a malformed value, a refused path, a bad policy, missing SELinux
+    bindings, or an operation that failed *because of* input (a missing or
+    existing file named on the command line, an optional SDK not installed,
+    a request the Docker daemon refused as a client error, e.g. a bad filter).
+    """
+    if isinstance(exc, _INPUT_ERRORS):
+        return EXIT_INPUT
+    cause = _cause(exc)
+    if isinstance(cause, _INPUT_CAUSES):
+        return EXIT_INPUT
+    status = getattr(cause, "status_code", None)  # docker.errors.APIError
+    if isinstance(status, int) and 400 <= status < 500:
         return EXIT_INPUT
     return EXIT_FAILED
 
 
-def print_json(data: Any) -> None:
-    json.dump(data, sys.stdout, indent=2, sort_keys=False)
+def iso_time(seconds: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC (``2026-01-02T03:04:05Z``); None stays None."""
+    if seconds is None:
+        return None
+    import datetime  # imported on use: start-up time
+
+    try:
+        moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    except (OverflowError, ValueError, OSError):
+        return "9999-12-31T23:59:59Z"  # a lease past year 9999 (a huge --ttl)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def json_ready(data: Any) -> Any:
+    """``data`` with every :data:`TIME_FIELDS` number turned into ISO 8601 UTC."""
+    if isinstance(data, Mapping):
+        return {
+            key: (
+                iso_time(value)
+                if key in TIME_FIELDS
+                and isinstance(value, int | float)
+                and not isinstance(value, bool)
+                else json_ready(value)
+            )
+            for key, value in data.items()
+        }
+    if isinstance(data, list | tuple):
+        return [json_ready(v) for v in data]
+    return data
+
+
+def print_json(data: Mapping[str, Any], *, ok: bool | None = None) -> None:
+    """Print one JSON object (never a bare array: objects can grow keys).
+
+    ``ok``, for a command with a verdict, becomes the object's first key.
+    """
+    if not isinstance(data, Mapping):
+        raise TypeError(f"--json output must be an object, not {type(data).__name__}")
+    import json  # imported on use: start-up time
+
+    if ok is not None:
+        data = {"ok": ok, **{k: v for k, v in data.items() if k != "ok"}}
+    json.dump(json_ready(data), sys.stdout, indent=2, sort_keys=False)
     sys.stdout.write("\n")
 
 
-def print_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
-    """A plain aligned table: readable in a terminal, stable for grep."""
-    cells = [[str(h).upper() for h in headers]] + [[str(c) for c in row] for row in rows]
+def short_ids(text: str) -> str:
+    """Docker's 64-hex ids cut to 12, as ``docker ps`` shows them."""
+    return _DOCKER_ID.sub(r"\1", text)
+
+
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, the cut marked by an ellipsis."""
+    if len(text) <= width:
+        return text
+    return text[: max(width - 1, 0)] + ELLIPSIS if width > 0 else ""
+
+
+def table_width() -> int | None:
+    """The width to fit tables to: the terminal's, or ``$COLUMNS``; None on a pipe.
+
+    Like systemctl, output to a pipe or file is never cut (scripts grep it).
+    """
+    if "COLUMNS" not in os.environ and not sys.stdout.isatty():
+        return None
+    import shutil
+
+    return shutil.get_terminal_size().columns
+
+
+def fit_widths(widths: list[int], minimums: list[int], limit: int) -> list[int]:
+    """Shrink the widest columns first until the row (2-space gaps) fits ``limit``."""
+    widths = list(widths)
+    excess = sum(widths) + 2 * (len(widths) - 1) - limit
+    while excess > 0:
+        candidates = [i for i, w in enumerate(widths) if w > minimums[i]]
+        if not candidates:
+            break
+        widest = max(candidates, key=lambda i: widths[i])
+        widths[widest] -= 1
+        excess -= 1
+    return widths
+
+
+def print_table(
+    headers: Sequence[str], rows: Sequence[Sequence[object]], *, width: int | None = None
+) -> None:
+    """An aligned table with upper-case headers, fitted to the terminal.
+
+    ``width`` overrides the terminal's (tests). Long cells end in an ellipsis;
+    docker ids are shortened to 12 characters.
+    """
+    limit = table_width() if width is None else width
+    cells = [[str(h).upper() for h in headers]]
+    cells += [[short_ids(str(c)) for c in row] for row in rows]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
+    if limit is not None:
+        minimums = [min(w, max(len(cells[0][i]), 6)) for i, w in enumerate(widths)]
+        widths = fit_widths(widths, minimums, limit)
     for row in cells:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        line = "  ".join(shorten(c, w).ljust(w) for c, w in zip(row, widths, strict=True))
+        print(line.rstrip() if limit is None else shorten(line.rstrip(), limit))
+
+
+def usage_handler(parser: argparse.ArgumentParser) -> Handler:
+    """The handler of a command group run without a subcommand: its help, exit 2."""
+
+    def usage(args: argparse.Namespace) -> int:
+        parser.print_help(sys.stderr)
+        return EXIT_INPUT
+
+    return usage
+
+
+def print_error(args: argparse.Namespace | None, exc: BaseException, code: int) -> None:
+    """One line on stderr; with ``--json`` also the error object on stdout."""
+    if args is not None and getattr(args, "json", False):
+        print_json(
+            {
+                "ok": False,
+                "error": {"type": type(exc).__name__, "message": str(exc), "exit_code": code},
+            }
+        )
+    print(f"mcslabel: error: {exc}", file=sys.stderr)
 
 
 def run_handler(args: argparse.Namespace) -> int:
+    """Run the subcommand; map errors to the exit scheme, one line each."""
     handler: Handler = args.handler
     try:
         return handler(args)
-    except MCSLabelError as exc:
-        if getattr(args, "json", False):
-            print_json({"error": {"type": type(exc).__name__, "message": str(exc)}})
-        print(f"mcslabel: error: {exc}", file=sys.stderr)
-        return exit_code_for(exc)
+    except BrokenPipeError:
+        raise
+    except (MCSLabelError, OSError) as exc:
+        # An OSError here is one outside the library (a file the CLI itself reads).
+        code = exit_code_for(exc) if isinstance(exc, MCSLabelError) else _os_error_code(exc)
+        print_error(args, exc, code)
+        return code
+
+
+def _os_error_code(exc: OSError) -> int:
+    return EXIT_INPUT if isinstance(exc, _INPUT_CAUSES) else EXIT_FAILED
 
 
 __all__ = [
@@ -101,12 +281,22 @@ __all__ = [
     "EXIT_FAILED",
     "EXIT_INPUT",
     "EXIT_OK",
+    "EXIT_PIPE",
+    "TIME_FIELDS",
     "add_categories_flag",
     "add_json_flag",
     "add_store_flag",
     "exit_code_for",
+    "fit_widths",
+    "iso_time",
+    "json_ready",
     "open_allocator",
+    "print_error",
     "print_json",
     "print_table",
     "run_handler",
+    "short_ids",
+    "shorten",
+    "table_width",
+    "usage_handler",
 ]

@@ -16,6 +16,7 @@ from mcslabel.cli._common import (
     print_json,
     print_table,
 )
+from mcslabel.level import Level
 
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator
@@ -96,7 +97,7 @@ def _when(timestamp: float | None) -> str:
 
 def _show(record: Allocation | None, args: argparse.Namespace) -> None:
     if args.json:
-        print_json(None if record is None else record.to_dict())
+        print_json({"allocation": None} if record is None else record.to_dict())
     elif record is not None:
         print(record.level)
 
@@ -133,7 +134,7 @@ def _release(args: argparse.Namespace) -> int:
     if args.json:
         print_json(
             {
-                "level": args.level,
+                "level": str(Level.parse(args.level)),
                 "freed": remaining is None,
                 "remaining": None if remaining is None else remaining.to_dict(),
             }
@@ -158,7 +159,7 @@ def _renew(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     records = _read_all(args)
     if args.json:
-        print_json([r.to_dict() for r in records])
+        print_json({"allocations": [r.to_dict() for r in records]})
         return EXIT_OK
     print_table(
         ("level", "owners", "name", "expires", "host"),
@@ -187,7 +188,7 @@ def _gc(args: argparse.Namespace) -> int:
         with _open(args) as allocator:
             events = allocator.gc()
     if args.json:
-        print_json([e.to_dict() for e in events])
+        print_json({"events": [e.to_dict() for e in events]})
         return EXIT_OK
     for e in events:
         who = "" if e.owner is None else f" owner {e.owner}"
@@ -197,8 +198,8 @@ def _gc(args: argparse.Namespace) -> int:
 
 
 def _add_lease_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--owner", metavar="O", help="owner (default user:<you>@<host>)")
-    parser.add_argument("--ttl", type=float, metavar="S", help="lease in seconds (renew it)")
+    parser.add_argument("--owner", metavar="OWNER", help="owner (default user:<you>@<host>)")
+    parser.add_argument("--ttl", type=float, metavar="SECONDS", help="lease in seconds (renew it)")
     parser.add_argument("--shared", action="store_true", help="let other owners join")
     parser.add_argument(
         "--persistent", action="store_true", help="label of persistent data: never lease-bound"
@@ -206,36 +207,66 @@ def _add_lease_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = subparsers.add_parser("allocate", help="allocate a free category pair and print it")
+    p = subparsers.add_parser(
+        "allocate",
+        help="allocate a free category pair and print it",
+        description="Allocate a category pair no other owner holds (s0:cA,cB) in the label"
+        " store and print it. --name makes it deterministic (the same name gets the same"
+        " pair); --ttl makes it a lease that gc frees unless renewed.",
+    )
     _add_common(p)
     _add_lease_flags(p)
-    p.add_argument("--name", metavar="N", help="deterministic: same name -> same pair")
+    p.add_argument("--name", metavar="NAME", help="deterministic: same name -> same pair")
     p.set_defaults(handler=_allocate)
 
-    p = subparsers.add_parser("reserve", help="reserve a chosen level (dominance-checked)")
+    p = subparsers.add_parser(
+        "reserve",
+        help="reserve a chosen level (dominance-checked)",
+        description="Reserve LEVEL for an owner. Refused (exit 3) when another owner holds"
+        " it, or holds a level that dominates it or that it dominates.",
+    )
     p.add_argument("level", metavar="LEVEL", help="e.g. s0:c3,c7 or s0:c5")
     _add_common(p)
     _add_lease_flags(p)
     p.set_defaults(handler=_reserve)
 
-    p = subparsers.add_parser("release", help="release a level (one owner, or all)")
+    p = subparsers.add_parser(
+        "release",
+        help="release a level (one owner, or all)",
+        description="Drop --owner from LEVEL's owners, or free LEVEL for every owner."
+        " A shared level is freed when its last owner leaves.",
+    )
     p.add_argument("level", metavar="LEVEL")
-    p.add_argument("--owner", metavar="O", help="drop only this owner (default: free it)")
+    p.add_argument("--owner", metavar="OWNER", help="drop only this owner (default: free it)")
     _add_common(p)
     p.set_defaults(handler=_release)
 
-    p = subparsers.add_parser("renew", help="extend a level's lease")
+    p = subparsers.add_parser(
+        "renew",
+        help="extend a level's lease",
+        description="Set LEVEL's lease to expire --ttl seconds from now.",
+    )
     p.add_argument("level", metavar="LEVEL")
-    p.add_argument("--ttl", type=float, required=True, metavar="S", help="seconds from now")
+    p.add_argument("--ttl", type=float, required=True, metavar="SECONDS", help="seconds from now")
     _add_common(p)
     p.set_defaults(handler=_renew)
 
-    p = subparsers.add_parser("list", help="list allocations")
-    p.add_argument("--owner", metavar="O", help="only this owner's allocations")
+    p = subparsers.add_parser(
+        "list",
+        help="list allocations",
+        description="List the label store's allocations (all, or --owner's): level,"
+        " owners, name, lease expiry, host; levels recorded in use show as (in use).",
+    )
+    p.add_argument("--owner", metavar="OWNER", help="only this owner's allocations")
     _add_common(p, writes=False)
     p.set_defaults(handler=_list)
 
-    p = subparsers.add_parser("gc", help="free expired leases and dead processes' levels")
+    p = subparsers.add_parser(
+        "gc",
+        help="free expired leases and dead processes' levels",
+        description="Free the allocations whose lease expired and drop pid:<n>@<this host>"
+        " owners whose process is gone.",
+    )
     p.add_argument(
         "--dry-run", action="store_true", help="only report what would be freed (reads only)"
     )

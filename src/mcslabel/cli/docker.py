@@ -160,7 +160,7 @@ def _register_run(sub: Any) -> None:
         action="store_true",
         help="a :Z volume that already holds a private level: run at that level (default: refuse)",
     )
-    run.add_argument("--name", default=None, help="container name")
+    run.add_argument("--name", metavar="NAME", default=None, help="container name")
     run.add_argument(
         "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
     )
@@ -227,7 +227,7 @@ def _sync(args: argparse.Namespace) -> int:
     with _open(args) as allocator:
         result = sync(client, allocator=allocator, filters=filters, journal_dir=args.journal_dir)
     if args.json:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), ok=not result.conflicts)
     else:
         rows = [("reserved", lv, _short(o)) for lv, o in result.reserved]
         rows += [("kept", lv, _short(o)) for lv, o in result.kept]
@@ -259,7 +259,7 @@ def _audit(args: argparse.Namespace) -> int:
         )
         report = audit(client, allocator=allocator, filters=filters)
     if args.json:
-        print_json(report.to_dict())
+        print_json(report.to_dict(), ok=report.ok)
     else:
         print(
             f"{len(report.containers)} containers, {len(report.findings)} findings"
@@ -306,6 +306,16 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print(f"{started.id[:12]} {started.level}")
     return EXIT_OK
+
+
+def _container(client: Any, name: str) -> Any:
+    """The container ``name`` (an id, a prefix or a name) names; 2 when there is none."""
+    from mcslabel.errors import DockerError
+
+    try:
+        return client.containers.get(name)
+    except Exception as exc:  # the SDK's NotFound/APIError: its status code says whose fault
+        raise DockerError(f"cannot find container {_q(name)}: {exc}") from exc
 
 
 def _rm(args: argparse.Namespace) -> int:

@@ -12,8 +12,10 @@ from mcslabel.cli._common import (
     EXIT_OK,
     add_json_flag,
     add_store_flag,
+    print_error,
     print_json,
 )
+from mcslabel.cli._progress import ProgressLine, count_in_background, count_lines, wanted
 
 
 def register(subparsers: Any) -> None:
@@ -29,10 +31,10 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("path", metavar="PATH")
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--level", metavar="L", help="private label at level L (:Z)")
+    which.add_argument("--level", metavar="LEVEL", help="private label at LEVEL (:Z)")
     which.add_argument("--shared", action="store_true", help="shared label at s0 (:z)")
-    which.add_argument("--context", metavar="C", help="exactly this context")
-    parser.add_argument("--type", metavar="T", dest="file_type", help="replace the type")
+    which.add_argument("--context", metavar="CONTEXT", help="exactly this context")
+    parser.add_argument("--type", metavar="TYPE", dest="file_type", help="replace the type")
     parser.add_argument("--read-only", action="store_true", help="use lxc_contexts' ro_file type")
     parser.add_argument("--dry-run", action="store_true", help="count, write nothing")
     parser.add_argument(
@@ -47,6 +49,7 @@ def register(subparsers: Any) -> None:
         "--workers",
         type=int,
         default=None,
+        metavar="N",
         help="worker processes (default: one per core, at most 4, for trees of 4096+ entries)",
     )
     parser.add_argument(
@@ -89,33 +92,17 @@ def register(subparsers: Any) -> None:
     )
     restore.add_argument("journal", metavar="JOURNAL")
     restore.add_argument("--dry-run", action="store_true", help="count, write nothing")
+    restore.add_argument(
+        "--remove",
+        action="store_true",
+        help="delete the journal (and its segments) once every label is restored",
+    )
     add_json_flag(restore)
     restore.set_defaults(handler=_restore)
 
 
-class _ProgressLine:
-    """A one-line counter on stderr, redrawn in place (TTY only)."""
-
-    def __init__(self) -> None:
-        self.drawn = False
-
-    def __call__(self, p: Any) -> None:
-        sys.stderr.write(
-            f"\rrelabel: {p.visited:,} entries  {p.changed:,} changed"
-            f"  {p.unchanged:,} already right  {p.failed:,} failed"
-        )
-        sys.stderr.flush()
-        self.drawn = True
-
-    def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-
-
 def _refused(args: argparse.Namespace, exc: Exception) -> int:
-    if args.json:
-        print_json({"error": {"type": type(exc).__name__, "message": str(exc)}})
-    print(f"mcslabel: error: {exc}", file=sys.stderr)
+    print_error(args, exc, EXIT_INPUT)
     return EXIT_INPUT
 
 
@@ -227,7 +214,10 @@ def _relabel(args: argparse.Namespace) -> int:
     refuse = list(args.refuse)
     if args.store and args.store.startswith("sqlite:///"):
         refuse.append(args.store[len("sqlite://") :].partition("?")[0])  # the registry itself
-    bar = _ProgressLine() if sys.stderr.isatty() and not args.json else None
+    bar = None
+    if wanted(args):
+        bar = ProgressLine("relabel")
+        count_in_background(bar, args.path, one_file_system=not args.cross_mounts)
     try:
         result = relabel(
             args.path,
@@ -251,7 +241,7 @@ def _relabel(args: argparse.Namespace) -> int:
         if bar is not None:
             bar.close()
     if args.json:
-        print_json(result.to_dict())
+        print_json(result.to_dict(), ok=result.ok)
     else:
         verb = "would change" if result.dry_run else "changed"
         if result.skipped_by_marker:
@@ -274,12 +264,29 @@ def _restore(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
     from mcslabel.relabeling.engine import restore
 
+    bar = None
+    if wanted(args):
+        from mcslabel.relabeling import journal_files
+
+        bar = ProgressLine("restore", "records")
+        files = journal_files(args.journal)
+        bar.total = max(count_lines(files) - 2 * len(files) - 1, 1)  # less headers, end line
     try:
-        result = restore(args.journal, dry_run=args.dry_run)
+        # progress= only for a terminal: a restore without it stays a plain call.
+        shown: dict[str, Any] = {} if bar is None else {"progress": bar}
+        result = restore(args.journal, dry_run=args.dry_run, **shown)
     except RefusedPath as exc:
         return _refused(args, exc)
+    finally:
+        if bar is not None:
+            bar.close()
+    removed = args.remove and result.ok and not result.dry_run
+    if removed:
+        from mcslabel.relabeling.journal import remove_journal
+
+        remove_journal(args.journal)
     if args.json:
-        print_json(result.to_dict())
+        print_json({**result.to_dict(), "journal_removed": removed}, ok=result.ok)
     else:
         verb = "would restore" if result.dry_run else "restored"
         state = "" if result.journal_finished else " (journal of an interrupted relabel)"
@@ -289,6 +296,8 @@ def _restore(args: argparse.Namespace) -> int:
         )
         for err in result.errors:
             print(f"  {err.path}: {err.message}", file=sys.stderr)
+        if removed:
+            print(f"removed journal {args.journal}")
     return EXIT_OK if result.ok else EXIT_FAILED
 
 

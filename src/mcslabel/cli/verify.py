@@ -127,7 +127,7 @@ def _verify(args: argparse.Namespace) -> int:
         file_type=args.file_type,
     )
     if args.json:
-        print_json(report.to_dict())
+        print_json(report.to_dict(), ok=report.ok)
     else:
         _print(report)
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED

@@ -32,6 +32,7 @@ def assert_blocked(report: Report | None = None, **verify_args: object) -> Repor
     Pass a report, or the keyword arguments of :func:`~mcslabel.verification.verifier.verify`
     (``policy_root=..., paths=[...]``). Returns the report for further checks.
     """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this frame
     if report is None:
         report = verify(**verify_args)  # type: ignore[arg-type]
     elif verify_args:
@@ -55,7 +56,11 @@ def assert_isolated(
     perms: Mapping[str, Sequence[str]] | None = None,
 ) -> None:
     """Assert that ``domain`` at either level is denied, by an MCS constraint,
-    every ``perms`` access to ``file_type`` at the other level."""
+    every ``perms`` access to ``file_type`` at the other level.
+
+    Two equal levels are not isolated: that fails the assertion too.
+    """
+    __tracebackhide__ = True  # pytest shows the caller's line, not this frame
     loaded = policy if isinstance(policy, Policy) else load_policy(policy_root, policy=policy)
     a, b = (
         lvl if isinstance(lvl, Level) else Level.parse(lvl, categories=loaded.categories or 1024)
@@ -69,7 +74,7 @@ def assert_isolated(
     # Default: the data-moving permissions MCS must deny across pairs.
     wanted = perms or {k: tuple(sorted(v)) for k, v in MustBlock().cross_pair.items()}
     if a == b:
-        raise InvalidInput(f"a level is never isolated from itself ({a})")
+        raise AssertionError(f"{a} and {b} are not isolated: a level is never isolated from itself")
     failures: list[str] = []
     for subject, obj in ((a, b), (b, a)):
         # verify() checks the domain against every held level: hold just the other one.

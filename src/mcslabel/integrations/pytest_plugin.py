@@ -70,7 +70,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("mcs_policy_root", "default for --mcs-policy-root", default=None)
 
 
+#: The keywords each marker takes (anything else is a usage error, reported once).
+MARKER_KEYWORDS = {
+    "mcs_level": ("name", "shared", "ttl"),
+    "mcs_volume": ("shared", "read_only"),
+}
+
+
 def pytest_configure(config: pytest.Config) -> None:
+    _check_options(config)
     config.addinivalue_line(
         "markers",
         "mcs_level(name=None, shared=False, ttl=None): how the mcs_level fixture allocates",
@@ -79,6 +87,71 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "mcs_volume(shared=False, read_only=False): how the mcs_volume fixture is labeled",
     )
+
+
+def _check_options(config: pytest.Config) -> None:
+    """A bad ``--mcs-store`` or ``--mcs-policy-root`` stops the run once, at start."""
+    from mcslabel.errors import MCSLabelError
+
+    policy_root = _option(config, "mcs_policy_root")
+    if policy_root is not None:
+        from mcslabel.verification.policy import PolicyRoot
+
+        try:
+            _ = PolicyRoot.at(policy_root).policy_file  # a directory holding a policy
+        except MCSLabelError as exc:
+            raise pytest.UsageError(f"--mcs-policy-root: {exc}") from exc
+    store = _option(config, "mcs_store")
+    if store is not None:
+        from mcslabel.allocation.stores import open_store
+
+        try:
+            open_store(store).close()
+        except MCSLabelError as exc:
+            raise pytest.UsageError(f"--mcs-store: {type(exc).__name__}: {exc}") from exc
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Refuse a misspelled marker keyword once, before any test runs."""
+    import difflib
+
+    for item in items:
+        for name, allowed in MARKER_KEYWORDS.items():
+            for marker in item.iter_markers(name):
+                if marker.args:
+                    raise pytest.UsageError(
+                        f"{item.nodeid}: @pytest.mark.{name} takes keywords only"
+                        f" ({', '.join(allowed)}), not {marker.args!r}"
+                    )
+                for key in marker.kwargs:
+                    if key not in allowed:
+                        close = difflib.get_close_matches(key, allowed, n=1)
+                        hint = f" (did you mean {close[0]!r}?)" if close else ""
+                        raise pytest.UsageError(
+                            f"{item.nodeid}: @pytest.mark.{name} has no keyword {key!r}{hint};"
+                            f" it takes {', '.join(allowed)}"
+                        )
+
+
+def pytest_assertrepr_compare(
+    config: pytest.Config, op: str, left: object, right: object
+) -> list[str] | None:
+    """Levels and contexts in a failed comparison shown as labels (``s0:c1,c2``)."""
+    from mcslabel.context import Context
+    from mcslabel.level import Level, LevelRange
+
+    kinds = (Level, LevelRange, Context)
+    if not isinstance(left, kinds) and not isinstance(right, kinds):
+        return None
+
+    def text(value: object) -> str:
+        return str(value) if isinstance(value, kinds) else repr(value)
+
+    return [
+        f"{text(left)} {op} {text(right)}",
+        f"left:  {type(left).__name__} {text(left)}",
+        f"right: {type(right).__name__} {text(right)}",
+    ]
 
 
 def _option(config: pytest.Config, name: str) -> str | None:
@@ -189,6 +262,7 @@ def assert_blocked(selinux_policy: Policy) -> Callable[..., Report]:
     from mcslabel.integrations.assertions import assert_blocked as check_blocked
 
     def check(report: Report | None = None, **verify_args: Any) -> Report:
+        __tracebackhide__ = True
         if report is None and "policy_root" not in verify_args:
             verify_args.setdefault("policy", selinux_policy)
         return check_blocked(report, **verify_args)
@@ -207,6 +281,7 @@ def assert_isolated(selinux_policy: Policy) -> Callable[..., None]:
     from mcslabel.integrations.assertions import assert_isolated as check_isolated
 
     def check(level_a: Level | str, level_b: Level | str, **kwargs: Any) -> None:
+        __tracebackhide__ = True
         if "policy_root" not in kwargs:
             kwargs.setdefault("policy", selinux_policy)
         check_isolated(level_a, level_b, **kwargs)
@@ -215,6 +290,7 @@ def assert_isolated(selinux_policy: Policy) -> Callable[..., None]:
 
 
 __all__ = [
+    "MARKER_KEYWORDS",
     "assert_blocked",
     "assert_isolated",
     "mcs_allocator",
@@ -223,6 +299,8 @@ __all__ = [
     "mcs_volume",
     "process_owner",
     "pytest_addoption",
+    "pytest_assertrepr_compare",
+    "pytest_collection_modifyitems",
     "pytest_configure",
     "selinux_policy",
 ]

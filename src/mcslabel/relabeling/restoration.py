@@ -34,7 +34,12 @@ from mcslabel.relabeling._walking import label_here, right_labels
 from mcslabel.relabeling.journal import record_tuples, validate_journal, wait_unlocked
 from mcslabel.relabeling.markers import remove_marker
 from mcslabel.relabeling.refusals import check_relabel_allowed
-from mcslabel.relabeling.results import ErrorTally, RestoreResult
+from mcslabel.relabeling.results import (
+    ErrorTally,
+    ProgressCallback,
+    RelabelProgress,
+    RestoreResult,
+)
 
 XATTR = _xattrat.XATTR
 #: Worker processes a restore uses at most (one per segment, one per core).
@@ -50,6 +55,7 @@ def restore(
     dry_run: bool = False,
     refuse: Iterable[str | os.PathLike[str]] = (),
     workers: int | None = None,
+    progress: ProgressCallback | None = None,
 ) -> RestoreResult:
     """Put back every old label a relabel journal recorded.
 
@@ -62,11 +68,25 @@ def restore(
     0 or 1 keeps everything in the calling process). Raises
     :class:`~mcslabel.errors.JournalError` for a damaged journal (before
     changing anything) or a root that is no longer the same directory.
+    ``progress`` is called about ten times a second with the records handled
+    so far (``visited``; ``changed`` counts the restored). Progress is
+    reported from the calling process, so with ``progress`` and no explicit
+    ``workers`` the restore runs there (a terminal's progress line costs the
+    parallel speed-up; scripts and pipes pass no callback).
     """
+    if progress is not None and workers is None:
+        workers = 1
     started = time.monotonic()
     lock_fd = wait_unlocked(journal)  # no relabel (or worker of one) still writing
     try:
-        return _restore(journal, started=started, dry_run=dry_run, refuse=refuse, workers=workers)
+        return _restore(
+            journal,
+            started=started,
+            dry_run=dry_run,
+            refuse=refuse,
+            workers=workers,
+            progress=progress,
+        )
     finally:
         os.close(lock_fd)
 
@@ -78,6 +98,7 @@ def _restore(
     dry_run: bool,
     refuse: Iterable[str | os.PathLike[str]],
     workers: int | None,
+    progress: ProgressCallback | None = None,
 ) -> RestoreResult:
     header, finished, files = validate_journal(journal)
     root = check_relabel_allowed(header.root, refuse=refuse)
@@ -100,8 +121,12 @@ def _restore(
         if n > 1:
             _parallel_restore(root_fd, segments, n, written, dry_run, counts)
             files = [main]
+        seen = [0]  # records handled in earlier files, for progress
         for path in files:
-            _restore_records(root_fd, record_tuples(path), written, dry_run, counts, False)
+            records = record_tuples(path)
+            if progress is not None:
+                records = _reporting(records, counts, progress, seen)
+            _restore_records(root_fd, records, written, dry_run, counts, False)
     finally:
         os.close(root_fd)
     return RestoreResult(
@@ -115,6 +140,23 @@ def _restore(
         duration=time.monotonic() - started,
         dry_run=dry_run,
     )
+
+
+def _reporting(
+    records: Iterator[Record], counts: _Counts, progress: ProgressCallback, seen: list[int]
+) -> Iterator[Record]:
+    """``records``, calling ``progress`` about ten times a second on the way.
+
+    The counts are those of earlier files (the current one adds its own at
+    its end), so ``changed`` trails a little; ``visited`` is exact."""
+    next_report = 0.0
+    for record in records:
+        if seen[0] % 256 == 0 and time.monotonic() >= next_report:
+            next_report = time.monotonic() + 0.1
+            done = counts.unchanged + counts.replaced
+            progress(RelabelProgress(seen[0], counts.restored, done, counts.errors.failed))
+        seen[0] += 1
+        yield record
 
 
 def _restore_workers(workers: int | None, segments: int) -> int:
