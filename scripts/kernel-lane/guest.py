@@ -384,10 +384,11 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
         objects: dict[str, dict[str, str]] = {}
         for cell in probe["cells"]:
             ctx = cell["context"]
-            if ctx not in objects:
-                objects[ctx] = make_objects(pdir, j, ctx, own)
+            key = f"{cell['section']} {cell['key']}"  # one object pair per path, never shared
+            if key not in objects:
+                objects[key] = make_objects(pdir, j, ctx, own)
                 j += 1
-            obj = objects[ctx]
+            obj = objects[key]
             vec = {
                 (tc, pm): av.allowed(probe["context"], ctx, tc, pm)
                 for tc, pm in NEEDS
@@ -397,7 +398,13 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
             entry = {"id": cell["id"], "kernel_av": kernel_av, "test": None, "objects": []}
             if test is not None:
                 test["id"] = len(tests) + len(last)
-                objects_named = [os.path.basename(test["path"])]
+                # AVC lines name the object checked: the cell's file or directory,
+                # or the entry moved or removed (add_name, remove_name).
+                objects_named = [
+                    os.path.basename(obj["file" if cell["class"] == "file" else "dir"]),
+                    os.path.basename(test["path"]),
+                    os.path.basename(test.get("to", "")),
+                ]
                 entry["test"] = test
                 entry["objects"] = objects_named
                 (last if test.pop("last", False) else tests).append(test)
@@ -489,17 +496,28 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
     for p in probes:
         mine = by_pid.get(p["pid"], [])
         results = {r["id"]: r for r in (p.get("results") or [])}
+        cls = {c["id"]: (c["class"], c["perm"]) for c in plan_cells(plan, p["name"])}
         for entry in p["cells"]:
             test = entry["test"]
             if test is not None:
+                tclass, perm = cls[entry["id"]]
                 entry["result"] = results.get(test["id"])
-                entry["avc"] = [a["line"] for a in mine if a["name"] in entry["objects"]]
+                entry["avc"] = [
+                    a["line"]
+                    for a in mine
+                    if a["name"] in entry["objects"] and a["tclass"] == tclass and perm in a["perms"]
+                ]
         for op in p["volume_ops"]:
             op["result"] = results.get(op["test"]["id"])
             op["avc"] = [a["line"] for a in mine if a["name"] in ("vol", "data") or
                          a["name"].startswith(("new-", "victim-"))]
         p["planfile"] = str(p["planfile"])
     out["probes"] = probes
+    out["avcs"] = avcs
+
+
+def plan_cells(plan: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    return next(p["cells"] for p in plan["probes"] if p["name"] == name)
 
 
 def discovery(spec: dict[str, Any], probes: list[dict[str, Any]]) -> dict[str, Any]:

@@ -294,8 +294,11 @@ def _discovery_section(
     if not d:
         problems.append("discovery did not run")
         return {}
-    found = {f["level"]: f for f in d["found"]}
-    for level in spec["levels"]:
+    from mcslabel import Level
+
+    cats = spec["categories"]
+    found = {str(Level.parse(f["level"], categories=cats)): f for f in d["found"]}
+    for level in (str(Level.parse(x, categories=cats)) for x in spec["levels"]):
         if level not in found:
             problems.append(f"discovery: live level {level} not found by reserve_in_use()")
         elif found[level]["outcome"] != "reserved":
