@@ -1,11 +1,12 @@
 # mcslabel: two commands on a fresh Debian 12 machine (as root):
 #   make demo   install everything, then run the main job end to end
 #   make test   install everything, then lint, type-check, test, build docs
+#   make test-kernel [POLICY_ROOT=DIR]   boot an SELinux kernel (QEMU) and check verify against it
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck pytest docs bench clean
+.PHONY: setup demo test lint typecheck pytest docs bench clean test-kernel
 
 setup:
 	@bash scripts/setup.sh
@@ -27,6 +28,10 @@ pytest:
 
 docs:
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
+
+# The kernel lane (docs/kernel.md): ~1-2 min; writes build/kernel-report.json.
+test-kernel: setup
+	@bash scripts/kernel-lane/run.sh $(POLICY_ROOT)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

@@ -316,9 +316,11 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
     Path("/proc/sys/kernel/printk_ratelimit").write_text("0\n")  # keep every AVC line
     kmsg = Kmsg()
     out["kernel"] = os.uname().release
-    out["lsm"] = Path("/sys/kernel/security/lsm").read_text().strip() if Path(
-        "/sys/kernel/security/lsm"
-    ).exists() else ""
+    out["lsm"] = (
+        Path("/sys/kernel/security/lsm").read_text().strip()
+        if Path("/sys/kernel/security/lsm").exists()
+        else ""
+    )
     t = time.monotonic()
     load_policy(plan["policy_file"])
     out["timings"]["policy_load"] = round(time.monotonic() - t, 2)
@@ -389,10 +391,7 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
                 objects[key] = make_objects(pdir, j, ctx, own)
                 j += 1
             obj = objects[key]
-            vec = {
-                (tc, pm): av.allowed(probe["context"], ctx, tc, pm)
-                for tc, pm in NEEDS
-            }
+            vec = {(tc, pm): av.allowed(probe["context"], ctx, tc, pm) for tc, pm in NEEDS}
             kernel_av = av.allowed(probe["context"], ctx, cell["class"], cell["perm"])
             test = plan_tests(cell, obj, vec)
             entry = {"id": cell["id"], "kernel_av": kernel_av, "test": None, "objects": []}
@@ -431,9 +430,16 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
         planfile = ROOT / f"{pdir}.plan.json"
         planfile.write_text(json.dumps(probe_plan))
         probes.append(
-            {"name": probe["name"], "level": probe["level"], "context": probe["context"],
-             "dir": pdir, "planfile": planfile, "cells": cells_out, "volume_ops": ops,
-             "sleeper": probe.get("sleeper", False)}
+            {
+                "name": probe["name"],
+                "level": probe["level"],
+                "context": probe["context"],
+                "dir": pdir,
+                "planfile": planfile,
+                "cells": cells_out,
+                "volume_ops": ops,
+                "sleeper": probe.get("sleeper", False),
+            }
         )
     log(f"{j} object pairs created for {len(probes)} probes")
 
@@ -505,12 +511,17 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
                 entry["avc"] = [
                     a["line"]
                     for a in mine
-                    if a["name"] in entry["objects"] and a["tclass"] == tclass and perm in a["perms"]
+                    if a["name"] in entry["objects"]
+                    and a["tclass"] == tclass
+                    and perm in a["perms"]
                 ]
         for op in p["volume_ops"]:
             op["result"] = results.get(op["test"]["id"])
-            op["avc"] = [a["line"] for a in mine if a["name"] in ("vol", "data") or
-                         a["name"].startswith(("new-", "victim-"))]
+            op["avc"] = [
+                a["line"]
+                for a in mine
+                if a["name"] in ("vol", "data") or a["name"].startswith(("new-", "victim-"))
+            ]
         p["planfile"] = str(p["planfile"])
     out["probes"] = probes
     out["avcs"] = avcs
@@ -536,12 +547,11 @@ def discovery(spec: dict[str, Any], probes: list[dict[str, Any]]) -> dict[str, A
         except SpaceExhausted:
             break
     levels = [Level.parse(p["level"], categories=spec["categories"]) for p in live]
-    comparable = [
-        (a, str(lv)) for a in allocated for lv in levels if Level.parse(a).comparable(lv)
-    ]
+    comparable = [(a, str(lv)) for a in allocated for lv in levels if Level.parse(a).comparable(lv)]
     return {
-        "live": [{"pid": p["pid"], "level": p["level"], "attr_current": p["attr_current"]}
-                 for p in live],
+        "live": [
+            {"pid": p["pid"], "level": p["level"], "attr_current": p["attr_current"]} for p in live
+        ],
         "found": [
             {"level": str(d.level), "pids": list(d.pids), "outcome": d.outcome, "detail": d.detail}
             for d in found

@@ -198,7 +198,8 @@ def report(args: argparse.Namespace) -> int:
                     f"{cell['context']} {cell['class']}:{cell['perm']}: verify "
                     f"{_word(cell['verify'])}, kernel {_word(row['kernel'])} "
                     f"({row['method']}, security server {_word(k['kernel_av'])}"
-                    + (f", {row['syscall']}" if row["syscall"] else "") + ")"
+                    + (f", {row['syscall']}" if row["syscall"] else "")
+                    + ")"
                 )
     syscall_cells = sum(1 for c in cells_out if c["method"] == "syscall")
     doc["verify_vs_kernel"] = {
@@ -208,6 +209,8 @@ def report(args: argparse.Namespace) -> int:
         "agree": sum(1 for c in cells_out if c["agree"]),
         "allowed": sum(1 for c in cells_out if c["verify"]),
         "with_avc": sum(1 for c in cells_out if c["avc"]),
+        # Denied by a syscall: did the kernel log an AVC? (dontaudit rules: none)
+        "denials_logged_by_reason": _logged(cells_out),
         "paths": the_plan["paths"],
         "cells_list": cells_out,
     }
@@ -222,6 +225,15 @@ def report(args: argparse.Namespace) -> int:
     Path(args.report).write_text(json.dumps(doc, indent=1))
     _summary(doc)
     return 0 if doc["ok"] else 1
+
+
+def _logged(cells: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    counts: dict[str, dict[str, int]] = {}
+    for c in cells:
+        if c["method"] == "syscall" and c["kernel"] is False:
+            slot = counts.setdefault(c["reason"], {"with_avc": 0, "without_avc": 0})
+            slot["with_avc" if c["avc"] else "without_avc"] += 1
+    return counts
 
 
 def _syscall(test: dict[str, Any], result: dict[str, Any] | None) -> str:
@@ -322,6 +334,11 @@ def _summary(doc: dict[str, Any]) -> None:
           f"({v['kernel_checked_by_syscall']} by a syscall in enforcing mode, "
           f"{v['security_server_only']} by the kernel's security server only; "
           f"{v['allowed']} allowed, {v['with_avc']} with an AVC line)")  # fmt: skip
+    logged = ", ".join(
+        f"{r} {n['with_avc']}/{n['with_avc'] + n['without_avc']}"
+        for r, n in sorted(v["denials_logged_by_reason"].items())
+    )
+    print(f"[lane] denials with an AVC line, by verify's reason: {logged}")
     m = doc["mcs"]
     ops = m.get("ops", [])
     print(f"[lane] MCS for real: {sum(o['agree'] for o in ops)}/{len(ops)} volume operations "
@@ -339,7 +356,7 @@ def _summary(doc: dict[str, Any]) -> None:
         print(f"[lane] FAIL {p}")
     if len(doc["problems"]) > 40:
         print(f"[lane] ... and {len(doc['problems']) - 40} more (see the report)")
-    print(f"[lane] {'OK' if doc['ok'] else 'FAILED'}: report {doc.get('report_path', '')}")
+    print(f"[lane] {'OK' if doc['ok'] else 'FAILED'}")
 
 
 def main() -> int:

@@ -4,9 +4,15 @@
 # kernel in enforcing mode. Usage: run.sh [POLICY_ROOT]
 # Writes build/kernel-report.json; exit 0 only when every check agrees.
 set -euo pipefail
+policy_root=""
+if [ -n "${1:-}" ]; then
+  # Absolute: the guest sees the host's root, so the same path works there.
+  policy_root=$(realpath -e "$1") || { echo "POLICY_ROOT $1 does not exist" >&2; exit 2; }
+  ls "$policy_root"/policy/policy.* >/dev/null 2>&1 ||
+    { echo "POLICY_ROOT $policy_root has no policy/policy.NN" >&2; exit 2; }
+fi
 cd "$(dirname "$0")/../.."
 repo=$(pwd)
-policy_root=${1:-}
 out=$repo/build/kernel-lane
 report=$repo/build/kernel-report.json
 boot_timeout=${KERNEL_LANE_TIMEOUT:-900}   # seconds for the whole guest run
@@ -71,5 +77,7 @@ set +e
 .venv/bin/python scripts/kernel-lane/lane.py report "$out/plan.json" "$out/guest.json" "$report"
 status=$?
 set -e
+# A copy named after the policy, so CI keeps one report per policy.
+[ -f "$report" ] && cp "$report" "build/kernel-report-$(basename "${policy_root:-installed}").json"
 log "report $report; lane took $(( $(date +%s) - start ))s"
 exit $status
