@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 SELINUXFS = Path("/sys/fs/selinux")
-ROOT = Path("/tmp/lane")  # a tmpfs mounted by this driver over the read-only 9p /tmp
+# A tmpfs of its own (mounted after the policy load, so it is labeled), inside the
+# guest's /run (a tmpfs hiding the host's /run; nothing else of the host is hidden).
+ROOT = Path("/run/lane")
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 PYTHON = os.path.realpath(sys.executable)
@@ -330,9 +332,8 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
     setenforce(False)
     log(f"policy {plan['policy_file']} loaded in {out['timings']['policy_load']}s")
 
-    ROOT.parent.mkdir(exist_ok=True)  # /tmp: a read-only 9p directory, mounted over
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", "/tmp"], check=True)
     ROOT.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", str(ROOT)], check=True)
     ftype = plan["file_type"]
     shared = f"{plan['file_user']}:{plan['file_role']}:{ftype}:s0"
     set_label(ROOT, shared)
