@@ -30,7 +30,7 @@ docs:
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
 # The kernel lane (docs/kernel.md): ~1-2 min; writes build/kernel-report.json.
-test-kernel: setup
+test-kernel:  # run.sh runs setup.sh with the lane's packages
 	@bash scripts/kernel-lane/run.sh $(POLICY_ROOT)
 
 bench: setup

@@ -19,6 +19,9 @@ APT_PACKAGES=(
   libsepol2  # mcslabel.verification.sepol loads libsepol.so.2 with ctypes (verify)
   docker.io busybox-static etcd-server etcd-client
 )
+# Extra packages a caller needs too (the kernel lane: qemu-system-x86 linux-image-amd64).
+read -r -a extra_packages <<< "${MCSLABEL_APT_EXTRA:-}"
+APT_PACKAGES+=("${extra_packages[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,17 +20,8 @@ log() { printf '[lane] %s\n' "$*"; }
 start=$(date +%s)
 
 if [ "$(id -u)" -ne 0 ]; then echo "run.sh must run as root (apt-get, 9p passthrough)" >&2; exit 2; fi
-[ -x .venv/bin/python ] || bash scripts/setup.sh
-need=()
-for p in qemu-system-x86 linux-image-amd64 busybox-static; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || need+=("$p")
-done
-if [ "${#need[@]}" -gt 0 ]; then
-  log "apt-get install ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# setup.sh installs the lane's packages too (idempotent; seconds when all are there).
+MCSLABEL_APT_EXTRA="qemu-system-x86 linux-image-amd64 busybox-static" bash scripts/setup.sh
 
 # The newest installed Debian kernel that has its modules.
 kver=""
