@@ -266,6 +266,8 @@ def wait_pid(pid: int, stopped: bool) -> tuple[str, int]:
                 return "stopped", 0
             return "exited", os.waitstatus_to_exitcode(status)
         time.sleep(0.05)
+    with contextlib.suppress(ProcessLookupError):  # never leave a hung probe behind
+        os.kill(pid, signal.SIGKILL)
     return "timeout", -1
 
 
@@ -469,6 +471,7 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
         result = ROOT / p["dir"] / "result.json"
         p["results"] = json.loads(result.read_text())["results"] if result.exists() else None
     out["timings"]["probes_ran"] = round(time.monotonic() - t, 2)
+    out["enforcing_after_checks"] = (SELINUXFS / "enforce").read_text().strip() == "1"
     log("probes ran")
 
     # Discovery: only the sleepers are alive now (stopped, at their levels).

@@ -168,7 +168,9 @@ def report(args: argparse.Namespace) -> int:
         enforcing_during_checks=guest.get("enforcing_during_checks"),
         timings=guest.get("timings"), audit_lost=guest.get("audit_lost", []),
     )  # fmt: skip
-    if guest.get("probes") and not guest.get("enforcing_during_checks"):
+    if guest.get("probes") and not (
+        guest.get("enforcing_during_checks") and guest.get("enforcing_after_checks")
+    ):
         problems.append("the checks did not run in enforcing mode")
 
     # Verify against the kernel, cell by cell.
@@ -183,6 +185,8 @@ def report(args: argparse.Namespace) -> int:
             continue
         if g.get("attr_current") != probe["context"]:
             problems.append(f"probe {probe['name']} ran as {g.get('attr_current')}")
+        if g.get("state") != "exited" or g.get("status") != 0:
+            problems.append(f"probe {probe['name']} {g.get('state')} with {g.get('status')}")
         kernel_cells = {c["id"]: c for c in g["cells"]}
         for cell in probe["cells"]:
             k = kernel_cells[cell["id"]]
