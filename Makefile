@@ -29,7 +29,7 @@ pytest:
 docs:
 	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir site
 
-# The kernel lane (docs/kernel.md): ~1-2 min; writes build/kernel-report.json.
+# The kernel lane (docs/kernel.md): 1-3 min; writes build/kernel-report.json.
 test-kernel:  # run.sh runs setup.sh with the lane's packages
 	@bash scripts/kernel-lane/run.sh $(POLICY_ROOT)
 
