@@ -1,11 +1,12 @@
 # mcslabel: two commands on a fresh Debian 12 machine (as root):
 #   make demo   install everything, then run the main job end to end
 #   make test   install everything, then lint, type-check, test, build docs
+#   make test-kernel [POLICY_ROOT=DIR]   boot an SELinux kernel (QEMU) and check verify against it
 VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck pytest docs bench clean completion man
+.PHONY: setup demo test lint typecheck pytest docs bench clean completion man test-kernel
 
 setup:
 	@bash scripts/setup.sh
@@ -35,6 +36,10 @@ completion:
 
 man:
 	$(PY) -m mcslabel.cli.generate man > mcslabel.1
+
+# The kernel lane (docs/kernel.md): 1-3 min; writes build/kernel-report.json.
+test-kernel:  # run.sh runs setup.sh with the lane's packages
+	@bash scripts/kernel-lane/run.sh $(POLICY_ROOT)
 
 bench: setup
 	$(PY) benchmarks/run_all.py

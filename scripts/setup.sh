@@ -20,6 +20,9 @@ APT_PACKAGES=(
   docker.io busybox-static etcd-server etcd-client
   podman catatonit netavark  # second engine (mcslabel podman); catatonit: pod infra containers
 )
+# Extra packages a caller needs too (the kernel lane: qemu-system-x86 linux-image-amd64).
+read -r -a extra_packages <<< "${MCSLABEL_APT_EXTRA:-}"
+APT_PACKAGES+=("${extra_packages[@]}")
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
