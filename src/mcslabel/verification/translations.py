@@ -27,6 +27,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -116,7 +117,7 @@ class Translations:
         each a name or raw. Raises :class:`TranslationError` for a name no
         entry has, naming the files read.
         """
-        bounds = {"categories": categories, "sensitivities": sensitivities}
+        bounds: dict[str, Any] = {"categories": categories, "sensitivities": sensitivities}
         stripped = text.strip() if isinstance(text, str) else text
         found = self._lookup(stripped)
         if found is not None:
@@ -179,7 +180,7 @@ def _looks_raw(text: str) -> bool:
 class _Parser:
     def __init__(self, include: IncludeReader, categories: int, sensitivities: int) -> None:
         self.include = include
-        self.bounds = {"categories": categories, "sensitivities": sensitivities}
+        self.bounds: dict[str, Any] = {"categories": categories, "sensitivities": sensitivities}
         self.names: dict[str, str] = {}
         self.raws: dict[str, str] = {}
         self.disabled = False
