@@ -200,9 +200,9 @@ def test_list_shows_levels_in_use(capsys: pytest.CaptureFixture[str], url: str) 
     code, out, _ = run(capsys, "list", "--store", url)
     assert code == 0 and "s0:c0.c99" in out and "(in use)" in out
     code, out, _ = run(capsys, "list", "--store", url, "--json")
-    (record,) = json.loads(out)
+    (record,) = json.loads(out)["allocations"]  # one object, never a bare array
     assert record["in_use"] is True and record["owners"] == ["docker:wide"]
     code, _, err = run(capsys, "allocate", "--store", url, "--categories", "100")
     assert code == 3 and "no free category pair" in err
     assert run(capsys, "release", "s0:c0.c99", "--store", url, "--owner", "docker:wide")[0] == 0
-    assert run(capsys, "list", "--store", url, "--json")[1].strip() == "[]"
+    assert json.loads(run(capsys, "list", "--store", url, "--json")[1]) == {"allocations": []}

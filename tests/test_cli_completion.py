@@ -49,7 +49,7 @@ def test_bash_completes_commands_flags_and_files(bash_script: Path, tmp_path: Pa
     (tmp_path / "volume.journal").write_text("")
     run = lambda line: _bash_complete(bash_script, line, tmp_path)  # noqa: E731
     assert run("mcslabel re") == ["relabel", "release", "renew", "reserve", "restore"]
-    assert run("mcslabel docker ") == ["audit", "rm", "run", "sync"]
+    assert run("mcslabel docker ") == ["audit", "rm", "run", "sync", "volumes"]
     assert run("mcslabel --json --store memory:// li") == ["list"]  # global options skipped
     assert run("mcslabel relabel vol --le") == ["--level"]
     assert "--dry-run" in run("mcslabel relabel --")
@@ -93,6 +93,7 @@ _mcslabel
         "command audit",
         "command run",
         "command rm",
+        "command volumes",
     ]
     assert any(line.startswith("option --level:") for line in run("relabel", "x", "--"))
     assert run("show", "") == ["files"]

@@ -156,7 +156,8 @@ def test_global_options_before_the_subcommand(
     store = f"sqlite://{tmp_path}/g.db"
     assert main(["--json", "check", "s0:c2,c1"]) == 0
     assert '"canonical": "s0:c1,c2"' in capsys.readouterr().out
-    assert main(["--store", store, "--json", "allocate", "--owner", "a"]) == 0
+    # A new store at an explicit path is created only when asked (issue 12).
+    assert main(["--store", store, "--json", "allocate", "--create-store", "--owner", "a"]) == 0
     assert '"level"' in capsys.readouterr().out
     assert main(["--categories", "16", "check", "s0:c20"]) == 2
     assert "c0..c15" in capsys.readouterr().err
@@ -174,9 +175,13 @@ def test_the_command_module_alone_is_imported() -> None:
         "from mcslabel.cli import main\n"
         "main(['check', 's0:c1'])\n"
         "cli = sorted(m for m in sys.modules if m.startswith('mcslabel.cli.'))\n"
-        "assert cli == ['mcslabel.cli._common', 'mcslabel.cli._parser', 'mcslabel.cli.check']\n"
+        "assert cli == ['mcslabel.cli._common', 'mcslabel.cli._parser', 'mcslabel.cli.check',\n"
+        "               'mcslabel.cli.policy', 'mcslabel.cli.translate'], cli\n"
         "assert 'socket' not in sys.modules and 'json' not in sys.modules\n"
+        "assert 'mcslabel.verification.translations' not in sys.modules  # only with --translate\n"
     )
+    # check shares the --policy-root/--policy and --translate flags of policy and translate:
+    # those two modules hold only argparse helpers at import time, their work imported lazily.
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60, capture_output=True)
 
 
@@ -204,7 +209,8 @@ def test_list_fits_columns_in_a_real_process(tmp_path: Path) -> None:
     store = f"sqlite://{tmp_path}/t.db"
     for n in range(2):
         owner = "docker:" + f"{n:x}" * 64
-        assert mcslabel("allocate", "--store", store, "--owner", owner).returncode == 0
+        create = ("--create-store",) if n == 0 else ()  # a new store only when asked
+        assert mcslabel("allocate", "--store", store, *create, "--owner", owner).returncode == 0
     done = mcslabel("list", "--store", store, COLUMNS="80")
     assert done.returncode == 0 and done.stdout.count("\n") == 3
     assert "docker:000000000000 " in done.stdout and "0" * 13 not in done.stdout

@@ -52,7 +52,10 @@ DOCUMENTED: dict[str, set[str]] = {
     "docker sync": {"ok", "reserved", "kept", "released", "fenced", "conflicts"},
     "docker audit": {"ok", "containers", "findings"},
     "docker run": {"id", "level", "owner", "journals"},
-    "docker rm": {"removed", "restored"},
+    "docker rm": {"ok", "id", "name", "level", "restored", "held_volumes"},
+    "docker volumes list": {"ok", "volumes"},
+    "docker volumes restore": {"ok", "action", "volume"},
+    "docker volumes forget": {"ok", "action", "volume"},
     "verify": {"ok", "policy", "domain", "level", "paths", "mcs", "violations"},
     "relabel": {"ok", "root", "context", "changed", "unchanged", "failed", "journal"},
     "restore": {"ok", "root", "restored", "unchanged", "replaced", "failed", "journal_removed"},
@@ -90,7 +93,9 @@ def scene(tmp_path: Path) -> Scene:
     (vol / "d" / "f").write_text("x")
     os.setxattr(vol / "d" / "f", XATTR, b"system_u:object_r:etc_t:s0\0")
     store = f"sqlite://{tmp_path}/labels.db"
-    done = mcslabel("reserve", "s0:c7,c8", "--owner", "docker:" + "ab" * 32, "--store", store)
+    done = mcslabel(
+        "reserve", "s0:c7,c8", "--owner", "docker:" + "ab" * 32, "--store", store, "--create-store"
+    )
     assert done.returncode == 0, done.stderr
     return Scene(tmp_path, store, vol, tmp_path / "journals" / "j")
 
@@ -193,7 +198,48 @@ def test_docker_commands_print_one_documented_object(scene: Scene, containers: C
         mcslabel("docker", "rm", "--store", s.store, f"mcslabel-test-{containers.run_id}-json",
                  "--json"),
     )  # fmt: skip
-    assert removed["removed"] == full_id
+    assert removed["id"] == full_id
+    assert removed["held_volumes"] == []  # restored, so released
+
+    # docker volumes: one volume left orphaned (its container removed behind
+    # mcslabel's back: journals kept) is restored; one kept by --keep-labels is forgotten.
+    journals = str(tmp.parent / "docker-journals")
+
+    def start(name: str, volume: Path) -> str:
+        volume.mkdir()
+        done = mcslabel(
+            "docker", "run", "--store", s.store, "--json",
+            "--name", f"mcslabel-test-{containers.run_id}-{name}",
+            "--label", f"{TEST_LABEL}={containers.run_id}",
+            "--journal-dir", journals,
+            "-v", f"{volume}:/data:Z", IMAGE, "sleep", "300",
+        )  # fmt: skip
+        started = check_json("docker run", done)
+        containers.created.append(containers.client.containers.get(str(started["id"])))
+        return str(started["id"])
+
+    orphan, kept = s.tmp / "orphan", s.tmp / "kept"
+    containers.client.containers.get(start("orphan", orphan)).remove(force=True)
+    kept_id = start("kept", kept)
+    kept_rm = check_json(
+        "docker rm",
+        mcslabel("docker", "rm", "--store", s.store, "--keep-labels", kept_id, "--json"),
+    )
+    assert kept_rm["held_volumes"] == [str(kept)]
+    listed = check_json(
+        "docker volumes list",
+        mcslabel("docker", "volumes", "--store", s.store, "--journal-dir", journals, "--json"),
+    )
+    held = {v["path"]: v for v in listed["volumes"]}  # type: ignore[attr-defined]
+    assert held[str(orphan)]["orphaned"] and held[str(kept)]["held"]
+    for action, volume in (("restore", orphan), ("forget", kept)):
+        settled = check_json(
+            f"docker volumes {action}",
+            mcslabel("docker", "volumes", action, str(volume), "--store", s.store,
+                     "--journal-dir", journals, "--json"),
+        )  # fmt: skip
+        assert settled["action"] == action
+        assert settled["volume"]["path"] == str(volume)  # type: ignore[index]
 
 
 def test_errors_are_objects_too(scene: Scene) -> None:

@@ -186,7 +186,7 @@ def store(tmp_path: Path) -> str:
 
     url = f"sqlite://{tmp_path / 'registry' / 'labels.db'}"
     (tmp_path / "registry").mkdir()
-    s = open_store(url)
+    s = open_store(url, create=True)  # a new path: created only when asked
     try:
         Allocator(s).reserve("s0:c7,c8", owner="user:me@test")
     finally:

@@ -44,9 +44,12 @@ def test_show_prints_label_level_and_holder(
 ) -> None:
     store = f"sqlite://{tmp_path}/labels.db"
     assert (
-        run(capsys, "reserve", "s0:c9,c3", "--owner", "docker:" + "a" * 64, "--store", store)[0]
+        run(
+            capsys, "reserve", "s0:c9,c3", "--owner", "docker:" + "a" * 64,
+            "--store", store, "--create-store",
+        )[0]
         == 0
-    )
+    )  # fmt: skip
     code, out, err = run(capsys, "show", str(files["web"]), str(files["plain"]), "--store", store)
     assert code == 0 and err == ""
     lines = out.splitlines()
@@ -61,7 +64,7 @@ def test_show_prints_label_level_and_holder(
 
 
 def test_show_library_call(files: dict[str, Path], tmp_path: Path) -> None:
-    store = open_store(f"sqlite://{tmp_path}/labels.db")
+    store = open_store(f"sqlite://{tmp_path}/labels.db", create=True)  # a new path: asked
     try:
         mcslabel.Allocator(store).reserve("s0:c3,c9", "vol:web")
         web, link, odd = mcslabel.show([files["web"], files["link"], files["odd"]], store=store)

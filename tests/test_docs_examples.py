@@ -105,9 +105,9 @@ def test_sphinx_roles_become_optional_links() -> None:
         "<code>JournalError</code></autoref>" in restore_doc
     )
     relabel_doc = engine["relabel"].docstring.value
-    # An unqualified name resolves in the docstring's own scope, as in Sphinx.
+    # An unqualified name resolves in the docstring's own scope (through imports), as in Sphinx.
     assert (
-        '<autoref identifier="mcslabel.relabeling.engine.restore" optional>'
+        '<autoref identifier="mcslabel.relabeling.restoration.restore" optional>'
         "<code>restore()</code></autoref>" in relabel_doc
     )
     left = [

@@ -166,7 +166,7 @@ def test_named_allocation_joins(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert json.loads(first[1]) == json.loads(again[1])
     assert json.loads(first[1]) != json.loads(other[1])
     assert main(["list", "--store", store, "--json"]) == 0
-    records = json.loads(capsys.readouterr().out)
+    records = json.loads(capsys.readouterr().out)["allocations"]
     team_a = next(r for r in records if r["name"] == "ns/team-a")
     assert sorted(team_a["owners"]) == ["kube:node1", "kube:node2"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -274,6 +275,11 @@ def test_an_interrupt_at_any_moment_leaves_no_worker_and_no_fd(tmp_path: Path) -
             # anywhere (a limit of Python, not of this code).
             leaked = [p for p in leaked if not p.startswith(str(tmp_path / "j"))]
             assert leaked == [], delay
+            # No interpreter lock left held by an interrupted fork hook: logging's
+            # module lock taken before a fork and never given back hangs any later
+            # getLogger (SETools calls it when loading a policy).
+            assert logging._lock.acquire(timeout=5), delay  # type: ignore[attr-defined]
+            logging._lock.release()  # type: ignore[attr-defined]
     finally:
         signal.signal(signal.SIGALRM, old)
 

@@ -111,7 +111,7 @@ def test_list_works_on_a_read_only_mount(
     code = main(["list", "--store", url, "--categories", "16", "--json"])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert [r["level"] for r in json.loads(out)] == ["s0:c1,c2"]
+    assert [r["level"] for r in json.loads(out)["allocations"]] == ["s0:c1,c2"]
     assert main(["gc", "--dry-run", "--store", url, "--categories", "16"]) == 0
     capsys.readouterr()
     store = open_store(url, read_only=True)

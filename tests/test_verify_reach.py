@@ -147,7 +147,7 @@ def test_report_check_of_an_unchecked_cell_is_a_typed_error(empty_root: Path) ->
 
 def test_store_url_allocator_and_held_levels(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'labels.db'}"
-    store = open_store(url)
+    store = open_store(url, create=True)
     try:
         taken = Allocator(store).allocate("test:verify-reach").level
     finally:

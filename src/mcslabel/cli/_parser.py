@@ -179,13 +179,32 @@ def apply_global_options(
         setattr(args, dest, value)
 
 
+def _own_action(
+    parser: argparse.ArgumentParser, args: argparse.Namespace, dest: str
+) -> argparse.Action | None:
+    """The chosen subcommand's own action for ``dest`` (the deepest one), if any."""
+    found = None
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            chosen = action.choices.get(getattr(args, action.dest, None) or "")
+            if chosen is not None:
+                found = _own_action(chosen, args, dest) or found
+        elif action.dest == dest and action.option_strings:
+            found = found or action
+    return found
+
+
 def _convert(parser: Parser, args: argparse.Namespace, dest: str, value: str) -> Any:
-    if not isinstance(getattr(args, dest), int):
+    # The subcommand's own type: its default may be None (check's --categories).
+    action = _own_action(parser, args, dest)
+    convert = getattr(action, "type", None)
+    if not callable(convert):
         return value
     try:
-        return int(value)
-    except ValueError:
-        parser.error(f"argument --{dest.replace('_', '-')}: invalid int value: {value!r}")
+        return convert(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        name = getattr(convert, "__name__", repr(convert))
+        parser.error(f"argument --{dest.replace('_', '-')}: invalid {name} value: {value!r}")
 
 
 __all__ = [

@@ -68,8 +68,8 @@ def _level_text(text: str) -> str | None:
     return text
 
 
-def _policy_facts(args: argparse.Namespace) -> tuple[int, int, str | None, bool]:
-    """(categories, sensitivities, policy path or None, libsepol accepts the level)."""
+def _policy_facts(args: argparse.Namespace, text: str) -> tuple[int, int, str | None, bool]:
+    """(categories, sensitivities, policy path or None, libsepol accepts ``text``'s level)."""
     offline = args.no_policy or args.categories is not None or args.sensitivities is not None
     if offline:
         if args.policy_root or args.policy:
@@ -85,7 +85,7 @@ def _policy_facts(args: argparse.Namespace) -> tuple[int, int, str | None, bool]
     from mcslabel.errors import PolicyError, PolicyNotMLS, SELinuxUnavailable
     from mcslabel.verification.policy import mls_facts
 
-    level = _level_text(args.label)
+    level = _level_text(text)
     try:
         facts = mls_facts(args.policy_root, policy=args.policy, probes=(level,) if level else ())
     except (PolicyError, SELinuxUnavailable):
@@ -100,7 +100,7 @@ def _policy_facts(args: argparse.Namespace) -> tuple[int, int, str | None, bool]
 
 def _check(args: argparse.Namespace) -> int:
     text: str = untranslated(args, args.label)
-    categories, sensitivities, policy, accepted = _policy_facts(args)
+    categories, sensitivities, policy, accepted = _policy_facts(args, text)
     data: dict[str, Any]
     if text.count(":") >= 2 and not _LEVEL_START.match(text):
         ctx = Context.parse(text, categories=categories, sensitivities=sensitivities)

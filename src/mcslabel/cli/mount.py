@@ -13,9 +13,9 @@ _OPTIONS = ("context", "fscontext", "defcontext", "rootcontext")
 
 def _add_label_flags(parser: argparse.ArgumentParser) -> None:
     which = parser.add_mutually_exclusive_group(required=True)
-    which.add_argument("--level", metavar="L", help="the policy's container file type at L")
-    which.add_argument("--context", metavar="C", help="exactly this context")
-    parser.add_argument("--type", metavar="T", dest="file_type", help="replace the type")
+    which.add_argument("--level", metavar="LEVEL", help="the policy's container file type at LEVEL")
+    which.add_argument("--context", metavar="CONTEXT", help="exactly this context")
+    parser.add_argument("--type", metavar="TYPE", dest="file_type", help="replace the type")
     parser.add_argument("--read-only", action="store_true", help="use lxc_contexts' ro_file type")
     parser.add_argument(
         "--option",

@@ -106,7 +106,7 @@ def _check_options(config: pytest.Config) -> None:
         from mcslabel.allocation.stores import open_store
 
         try:
-            open_store(store).close()
+            open_store(store, create=True).close()  # the run creates it, as mcs_store does
         except MCSLabelError as exc:
             raise pytest.UsageError(f"--mcs-store: {type(exc).__name__}: {exc}") from exc
 

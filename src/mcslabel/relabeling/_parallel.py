@@ -180,9 +180,11 @@ def fork_workers(
             # Flush Python's buffers so the child cannot write them a second time.
             sys.stdout.flush()
             sys.stderr.flush()
-            # SIGINT stays blocked across the fork: a Ctrl-C landing in the child
-            # before _child's try would send a copy of the caller up its stack.
-            mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+            # Signals stay blocked across the fork: a Ctrl-C landing in the child
+            # before _child's try would send a copy of the caller up its stack, and
+            # a handler raising inside the interpreter's at-fork hooks would leave
+            # logging's module lock held in the parent (a later getLogger hangs).
+            mask = signal.pthread_sigmask(signal.SIG_BLOCK, signal.valid_signals())
             try:
                 pid = os.fork()
                 if pid == 0:
