@@ -442,13 +442,49 @@ def test_reserve_in_use_from_a_fake_proc_tree(tmp_path: Path) -> None:
     assert set(found) == {"s0:c1,c2", "s0:c7,c9", "s0:c1", "s0:c30,c31"}
     assert found["s0:c1,c2"].outcome == "reserved" and found["s0:c1,c2"].pids == (101, 102)
     assert found["s0:c7,c9"].outcome == "reserved"
-    assert found["s0:c1"].outcome == "conflict"
-    assert found["s0:c30,c31"].outcome == "already-held"
+    assert found["s0:c1"].outcome == "conflict" and found["s0:c1"].recorded_in_use
+    assert found["s0:c30,c31"].outcome == "already-held" and found["s0:c30,c31"].recorded_in_use
+    assert not found["s0:c1,c2"].recorded_in_use
+    in_use = alloc.get("s0:c1", in_use=True)
+    assert in_use is not None and in_use.owners == ("process:108@h",)
     held = alloc.get("s0:c1,c2")
     assert held is not None and held.owners == ("process:101@h", "process:102@h")
     # Those processes do not exist on this host's real /proc: gc frees it.
     real_dead = {e.level for e in alloc.gc() if e.freed}
     assert lv("s0:c1,c2") in real_dead or os.path.exists("/proc/101")
+
+
+@pytest.mark.parametrize("dominating_first", [True, False])
+def test_reserve_in_use_blocks_live_levels_comparable_with_each_other(
+    tmp_path: Path, dominating_first: bool
+) -> None:
+    # FAKE /proc, as above; the kernel lane checks the same on live processes.
+    # Found in the kernel lane: with the dominating process first, s0:c13 was
+    # reported as a conflict and not held, so s0:c13,cN pairs were handed out.
+    first, second = ("s0:c13,c14", "s0:c13") if dominating_first else ("s0:c13", "s0:c13,c14")
+    proc = _fake_proc(
+        tmp_path / "proc",
+        {
+            201: f"system_u:system_r:container_t:{first}".encode(),
+            202: f"system_u:system_r:container_t:{second}".encode(),
+        },
+    )
+    alloc = Allocator(MemoryStore(), categories=16, host="h")
+    found = {str(d.level): d for d in alloc.reserve_in_use(proc_root=proc)}
+    assert found[first].outcome == "reserved" and not found[first].recorded_in_use
+    assert found[second].outcome == "conflict" and found[second].recorded_in_use
+    assert found[second].to_dict()["recorded_in_use"] is True
+    live = [lv(first), lv(second)]
+    handed_out = []
+    while True:
+        try:
+            handed_out.append(alloc.allocate(f"t:{len(handed_out)}").level)
+        except SpaceExhausted:
+            break
+        assert len(handed_out) <= pair_count(16)
+    assert not [(a, b) for a in handed_out for b in live if a.comparable(b)]
+    # Every pair not comparable with a live level was handed out: blocked, not lost.
+    assert len(handed_out) == pair_count(16) - len(list(comparable_pairs(lv("s0:c13"), 16)))
 
 
 def test_reserve_in_use_on_the_real_proc_finds_nothing_without_the_lsm() -> None:

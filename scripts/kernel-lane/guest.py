@@ -556,10 +556,7 @@ def discovery(spec: dict[str, Any], probes: list[dict[str, Any]]) -> dict[str, A
         "live": [
             {"pid": p["pid"], "level": p["level"], "attr_current": p["attr_current"]} for p in live
         ],
-        "found": [
-            {"level": str(d.level), "pids": list(d.pids), "outcome": d.outcome, "detail": d.detail}
-            for d in found
-        ],
+        "found": [d.to_dict() for d in found],
         "seconds": seconds,
         "free_pairs_after_reserve": free_before,
         "allocated": len(allocated),

@@ -45,10 +45,9 @@ VOLUME_OPS = {
 # Discovery: processes left running at these levels, in a 16-category space.
 DISCOVERY = {"categories": 16, "levels": ["s0:c5", "s0:c8,c9,c10", "s0:c11,c12"]}
 # Two live processes at comparable levels, the dominating one started first (lower
-# pid). Known issue: reserve_in_use() reserves s0:c13,c14, reports a "conflict" for
-# s0:c13 and leaves the pairs that dominate s0:c13 (s0:c13,cN) allocatable. (In the
-# other order nothing leaks: s0:c13 blocks s0:c13,c14 too.) Checked and reported as
-# XFAIL/XPASS, not failing the lane.
+# pid). reserve_in_use() reserves s0:c13,c14 and cannot reserve s0:c13 ("conflict"),
+# but must record it in use so that no s0:c13,cN pair is handed out. This once
+# leaked 13 such pairs (reported as XFAIL then); now a regression fails the lane.
 DISCOVERY_COMPARABLE = ["s0:c13,c14", "s0:c13"]
 
 
@@ -335,28 +334,33 @@ def _discovery_section(
             problems.append(f"discovery: live level {level} not found by reserve_in_use()")
         elif level in apart and found[level]["outcome"] != "reserved":
             problems.append(f"discovery: {level} {found[level]['outcome']}")
-    near_apart = [c for c in d["comparable_to_live"] if canon(c[1]) in apart]
-    if near_apart:
-        problems.append(f"discovery: allocated levels comparable to live ones: {near_apart[:5]}")
+    for level in sorted(together & set(found)):
+        f = found[level]
+        if f["outcome"] != "reserved" and not f.get("recorded_in_use"):
+            problems.append(f"discovery: {level} {f['outcome']} and not recorded in use")
+    near = d["comparable_to_live"]
+    if near:
+        problems.append(f"discovery: allocated levels comparable to live ones: {near[:5]}")
+    if d["allocated"] != spec["expected_free"]:
+        problems.append(
+            f"discovery: allocated {d['allocated']} pairs, {spec['expected_free']} are free"
+        )
     if not d["enforcing"]:
         problems.append("discovery did not run in enforcing mode")
-    # The known issue: live levels comparable with each other.
-    near_together = [c for c in d["comparable_to_live"] if canon(c[1]) in together]
-    known = {
+    # Live levels comparable with each other (once a bug: the dominated one leaked).
+    comparable_live = {
         "levels": sorted(together),
         "outcomes": {lv: found[lv]["outcome"] for lv in sorted(together) if lv in found},
-        "allocated_comparable": near_together,
-        "allocated": d["allocated"],
-        "expected_free": spec["expected_free"],
+        "recorded_in_use": sorted(
+            lv for lv in together if found.get(lv, {}).get("recorded_in_use")
+        ),
+        "allocated_comparable": [c for c in near if canon(c[1]) in together],
     }
-    known["status"] = (
-        "XPASS" if not near_together and d["allocated"] == spec["expected_free"] else "XFAIL"
-    )
     return {
         **d,
         "expected_free": spec["expected_free"],
         "categories": cats,
-        "comparable_live_levels": known,
+        "comparable_live_levels": comparable_live,
     }
 
 
@@ -384,12 +388,11 @@ def _summary(doc: dict[str, Any]) -> None:
     if d:
         k = d["comparable_live_levels"]
         print(f"[lane] discovery: found {[f['level'] for f in d['found']]} live; allocated "
-              f"{d['allocated']} pairs, none comparable to a live level apart from the "
-              f"known issue")  # fmt: skip
+              f"{d['allocated']} pairs of {d['expected_free']} free, "
+              f"{len(d['comparable_to_live'])} comparable to a live level")  # fmt: skip
         print(f"[lane] discovery, live levels comparable with each other {k['levels']}: "
-              f"{k['status']} (known issue: outcomes {k['outcomes']}, "
-              f"{len(k['allocated_comparable'])} allocated levels comparable to them, "
-              f"{k['allocated']} allocated vs {k['expected_free']} truly free)")  # fmt: skip
+              f"outcomes {k['outcomes']}, recorded in use {k['recorded_in_use']}, "
+              f"{len(k['allocated_comparable'])} allocated levels comparable to them")  # fmt: skip
     for p in doc["problems"][:40]:
         print(f"[lane] FAIL {p}")
     if len(doc["problems"]) > 40:

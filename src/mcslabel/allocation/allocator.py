@@ -345,7 +345,10 @@ class Allocator(ReservationOperations):
         :func:`~mcslabel.allocation.discovery.levels_in_use`). Each process
         becomes one owner of a shared reservation, so the level stays held
         while any of them runs and :meth:`gc` frees it once they are all
-        gone. Levels already held by someone else are reported as ``already-held``.
+        gone. Levels already held by someone else are reported as ``already-held``,
+        levels comparable with a held or another live level as ``conflict``; both
+        are still recorded in use (:meth:`record_in_use`, ``recorded_in_use`` in
+        the result), so nothing comparable with a live process's level is handed out.
         """
         return reserve_processes(self, proc_root)
 

@@ -65,6 +65,10 @@ class Discovered:
     pids: tuple[int, ...]
     outcome: Literal["reserved", "already-held", "conflict"]
     detail: str = ""
+    #: True when the level could not be reserved (``already-held``, ``conflict``) but
+    #: was recorded in use (:meth:`~mcslabel.Allocator.record_in_use`) under the
+    #: processes' owners: it still blocks every level comparable with it.
+    recorded_in_use: bool = False
 
     def to_dict(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -73,6 +77,7 @@ class Discovered:
             "pids": list(self.pids),
             "outcome": self.outcome,
             "detail": self.detail,
+            "recorded_in_use": self.recorded_in_use,
         }
 
 
@@ -167,21 +172,31 @@ def collect_garbage(
 
 
 def reserve_processes(allocator: Allocator, proc_root: str | os.PathLike[str]) -> list[Discovered]:
-    """Reserve the levels running processes use, each pid a shared owner."""
+    """Reserve the levels running processes use, each pid a shared owner.
+
+    A level that cannot be reserved (held by another owner, comparable with a
+    held level or another live one) is still in use: it is recorded in use, so
+    nothing comparable with it is handed out while its processes run.
+    """
     results: list[Discovered] = []
     for level, pids in levels_in_use(proc_root, categories=allocator.categories).items():
         outcome: Literal["reserved", "already-held", "conflict"] = "reserved"
         detail = ""
-        for pid in pids:
+        owners = [f"process:{pid}@{allocator.host}" for pid in pids]
+        refused: list[str] = []
+        for i, owner in enumerate(owners):
             try:
-                allocator.reserve(level, f"process:{pid}@{allocator.host}", shared=True)
+                allocator.reserve(level, owner, shared=True)
             except LabelInUse as exc:
-                outcome, detail = "already-held", str(exc)
+                outcome, detail, refused = "already-held", str(exc), owners[i:]
                 break
             except (DominanceConflict, InvalidLevel) as exc:
-                outcome, detail = "conflict", str(exc)
+                outcome, detail, refused = "conflict", str(exc), owners[i:]
                 break
-        results.append(Discovered(level, tuple(pids), outcome, detail))
+        # levels_in_use yields levels with categories only, which record_in_use accepts.
+        for owner in refused:
+            allocator.record_in_use(level, owner)
+        results.append(Discovered(level, tuple(pids), outcome, detail, bool(refused)))
     return results
 
 
