@@ -657,3 +657,16 @@ def test_levels_in_use_block_by_rule_in_every_store(store: Store) -> None:
     assert in_use == {"s0:c1": ("docker:0",), "s0:c1.c3": ("docker:1",), "s0:c4.c7": ("docker:2",)}
     assert first.release("s0-s0:c4.c7", "docker:2") is None
     assert second.allocate("o").level.categories <= set(range(4, 8))
+
+
+def test_reserve_in_use_blocks_a_live_level_beyond_the_allocators_categories(
+    tmp_path: Path,
+) -> None:
+    # FAKE /proc, as above. s0:c0.c1023 names categories a 16-category allocator
+    # cannot hand out, yet it dominates every pair it can: nothing may be handed out.
+    proc = _fake_proc(tmp_path / "proc", {301: b"system_u:system_r:container_t:s0:c0.c1023"})
+    alloc = Allocator(MemoryStore(), categories=16, host="h")
+    (found,) = alloc.reserve_in_use(proc_root=proc)
+    assert found.recorded_in_use
+    with pytest.raises(SpaceExhausted):
+        alloc.allocate("t:any")

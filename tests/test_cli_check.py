@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,24 @@ def test_check_against_the_policy_does_not_load_setools() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert out.returncode == 0, out.stderr
     assert out.stdout == "s0:c1,c2\n"
+
+
+def test_check_caches_the_policy_counts_by_file_identity(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mcslabel.verification.policy import mls_facts
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    policy = tmp_path / "policy.33"
+    policy.write_bytes(Path("/etc/selinux/default/policy/policy.33").read_bytes())
+    first = mls_facts(policy=policy, cache=True)
+    cache = tmp_path / "cache" / "mcslabel" / "mls-facts"
+    key, mls, sens, cats = cache.read_text().split()
+    assert (mls, int(sens), int(cats)) == ("1", first.sensitivities, first.categories)
+    # The cache answers, not libsepol: a forged entry for this very file is believed...
+    cache.write_text(f"{key} 1 1 16\n")
+    assert mls_facts(policy=policy, cache=True).categories == 16
+    # ...until the file changes (mtime, size or inode), and without cache= it is never read.
+    assert mls_facts(policy=policy).categories == first.categories
+    os.utime(policy, ns=(1, 1))
+    assert mls_facts(policy=policy, cache=True).categories == first.categories

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 
 import attrs
 
+from mcslabel.allocation._checks import SEEN_CATEGORIES
 from mcslabel.context import Context
 from mcslabel.errors import (
     DominanceConflict,
@@ -124,7 +125,9 @@ def levels_in_use(
         if not text:
             continue
         try:
-            level = Context.parse(text, categories=categories).level
+            # Read with the widest bound record_in_use takes, not the allocator's:
+            # s0:c0.c1023 under --categories 16 still dominates every pair.
+            level = Context.parse(text, categories=max(categories, SEEN_CATEGORIES)).level
         except InvalidContext:
             continue
         if isinstance(level, LevelRange):

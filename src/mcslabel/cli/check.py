@@ -87,7 +87,9 @@ def _policy_facts(args: argparse.Namespace, text: str) -> tuple[int, int, str | 
 
     level = _level_text(text)
     try:
-        facts = mls_facts(args.policy_root, policy=args.policy, probes=(level,) if level else ())
+        facts = mls_facts(
+            args.policy_root, policy=args.policy, probes=(level,) if level else (), cache=True
+        )
     except (PolicyError, SELinuxUnavailable):
         if args.policy_root or args.policy:
             raise

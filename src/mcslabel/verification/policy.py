@@ -142,6 +142,7 @@ def mls_facts(
     *,
     policy: str | os.PathLike[str] | None = None,
     probes: tuple[str, ...] = (),
+    cache: bool = False,
 ) -> MlsFacts:
     """Sensitivity and category counts of a policy (given file, root's, or installed).
 
@@ -150,6 +151,12 @@ def mls_facts(
     (``mcslabel check``). ``probes`` are levels or ranges libsepol judges
     itself (``sepol_mls_check``: names and syntax; it does not check a
     sensitivity's own category set).
+
+    ``cache=True`` (the CLI's ``check``, which scripts call per container)
+    keeps the counts in ``$XDG_CACHE_HOME/mcslabel/mls-facts`` keyed by the
+    policy file's device, inode, size and mtime, and answers later calls from
+    it without libsepol. The probes are then not run: levels within the counts
+    are exactly what libsepol accepts (``tests/test_level_libsepol.py``).
     """
     from mcslabel.verification._sepol import mls_facts as read_facts
 
@@ -165,8 +172,62 @@ def mls_facts(
     if not path.is_file():
         raise PolicyError(f"policy file {path} does not exist")
     _check_magic(str(path))
+    key = _facts_key(path) if cache else None
+    if key is not None:
+        cached = _cached_facts(key)
+        if cached is not None:
+            return MlsFacts(path, *cached, accepted=(True,) * len(probes))
     mls, sensitivities, categories, accepted = read_facts(str(path), probes)
+    if key is not None:
+        _store_facts(key, (mls, sensitivities, categories))
     return MlsFacts(path, mls, sensitivities, categories, accepted)
+
+
+def _facts_cache() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "mcslabel" / "mls-facts"
+
+
+def _facts_key(path: Path) -> str | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    # A rebuilt or replaced policy changes its inode, size or mtime.
+    return f"{os.fsencode(path).hex()}:{st.st_dev}:{st.st_ino}:{st.st_size}:{st.st_mtime_ns}"
+
+
+def _cached_facts(key: str) -> tuple[bool, int, int] | None:
+    try:
+        lines = _facts_cache().read_text().splitlines()
+    except (OSError, UnicodeError):
+        return None
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 4 and fields[0] == key:
+            try:
+                return fields[1] == "1", int(fields[2]), int(fields[3])
+            except ValueError:
+                return None
+    return None
+
+
+def _store_facts(key: str, facts: tuple[bool, int, int]) -> None:
+    """Remember ``facts`` (a cache: any failure to write it is ignored)."""
+    mls, sensitivities, categories = facts
+    cache = _facts_cache()
+    try:
+        kept = [ln for ln in cache.read_text().splitlines() if not ln.startswith(key)]
+    except (OSError, UnicodeError):
+        kept = []
+    kept = [*kept[-15:], f"{key} {int(mls)} {sensitivities} {categories}"]
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f".{cache.name}.{os.getpid()}")
+        tmp.write_text("\n".join(kept) + "\n")
+        os.replace(tmp, cache)  # atomic: a concurrent reader sees old or new
+    except OSError:
+        pass
 
 
 def load_policy(
