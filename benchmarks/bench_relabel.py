@@ -161,7 +161,7 @@ def main() -> int:
         from mcslabel import open_store
 
         store = f"sqlite://{scratch / 'labels.db'}"
-        open_store(store).close()
+        open_store(store, create=True).close()
         CLI_ENV["MCSLABEL_STORE"] = store
         cli("relabel", str(tree), "--level", "s0:c0,c1", "--dry-run")  # bytecode caches
         probe = os.open(tree, os.O_RDONLY | os.O_DIRECTORY)
