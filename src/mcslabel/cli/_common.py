@@ -105,6 +105,40 @@ def open_allocator(
         store.close()
 
 
+def add_store_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
+    """``--store`` and, for a command that may create the store, ``--create-store``."""
+    add_store_flag(parser)
+    if create:
+        parser.add_argument(
+            "--create-store",
+            action="store_true",
+            help="create the store at --store if it does not exist yet"
+            " (the default host store is always created on first use)",
+        )
+
+
+def open_registry(
+    args: argparse.Namespace, url: str | None = None, *, read_only: bool = False
+) -> contextlib.AbstractContextManager[Allocator]:
+    """The registry: never created at an explicit path without --create-store."""
+    create = True if getattr(args, "create_store", False) else None
+    return open_allocator(
+        url if url is not None else args.store,
+        args.categories,
+        create=None if read_only else create,
+        read_only=read_only,
+    )
+
+
+def add_journal_dir_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--journal-dir",
+        metavar="DIR",
+        default=None,
+        help="where relabel journals are kept (default: /var/lib/mcslabel/journals as root)",
+    )
+
+
 def _cause(exc: BaseException) -> BaseException | None:
     """What ``exc`` was raised from: ``raise ... from cause``, or the exception
     being handled under ``raise ... from None`` (only one level: a daemon that

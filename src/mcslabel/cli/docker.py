@@ -4,85 +4,120 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import os
-import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 from mcslabel.cli._common import (
     EXIT_CHECK_FAILED,
-    EXIT_INPUT,
     EXIT_OK,
+    Handler,
     add_categories_flag,
+    add_journal_dir_flag,
     add_json_flag,
     add_store_flag,
-    open_allocator,
+    add_store_flags,
+    open_registry,
     print_json,
     print_table,
+    usage_handler,
 )
 from mcslabel.errors import InvalidInput
-
-if TYPE_CHECKING:
-    from mcslabel.allocation import Allocator
 from mcslabel.errors import show_input as _q
 
 
-def _add_host_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--docker-host",
-        metavar="URL",
-        default=None,
-        help="daemon address, e.g. unix:///var/run/docker.sock (default: $DOCKER_HOST or the"
-        " local socket)",
-    )
+@dataclass(frozen=True)
+class Engine:
+    """What tells the container engines' commands apart; the handlers are shared.
+
+    ``name`` is the command, the owner prefix (``<name>:<id>``) and the
+    integration module (``mcslabel.integrations.<name>``).
+    """
+
+    name: str
+    host_help: str
+    filter_help: str
+    #: Owner prefixes shortened to 12 hex digits in tables.
+    short_prefixes: tuple[str, ...]
+    #: What follows ``KEY=VALUE`` in a bad ``--filter``'s message.
+    filter_example: str = ""
+    #: The order of the plain rows of sync's table ("adopted" among them).
+    sync_order: tuple[str, ...] = ("reserved", "kept", "released", "fenced", "adopted")
+    #: Hints after an orphaned volume (sync) and a held volume (rm).
+    orphan_hint: str = ""
+    held_hint: str = ""
+    #: Whether sync's and audit's JSON get their verdict as ``ok`` put first.
+    json_verdict: bool = False
+
+    @property
+    def host_flag(self) -> str:
+        return f"--{self.name}-host"
+
+    def integration(self) -> Any:
+        import importlib
+
+        return importlib.import_module(f"mcslabel.integrations.{self.name}")
+
+    def connect(self, args: argparse.Namespace) -> Any:
+        return self.integration().connect(getattr(args, f"{self.name}_host"))
+
+    def short(self, owner: str) -> str:
+        """``docker:<64 hex>`` as ``docker:<12 hex>``, like the engine's own tables."""
+        prefix, sep, rest = owner.partition(":")
+        return f"{prefix}:{rest[:12]}" if sep and prefix in self.short_prefixes else owner
 
 
-def _add_filter_flag(parser: argparse.ArgumentParser) -> None:
+DOCKER = Engine(
+    name="docker",
+    host_help="daemon address, e.g. unix:///var/run/docker.sock (default: $DOCKER_HOST or the"
+    " local socket)",
+    filter_help="docker ps filter, e.g. label=app=web (repeatable)",
+    short_prefixes=("docker",),
+    filter_example=" (e.g. label=app=web)",
+    sync_order=("reserved", "kept", "adopted", "released", "fenced"),
+    orphan_hint=" (mcslabel docker volumes restore|forget)",
+    held_hint=" (mcslabel docker volumes)",
+    json_verdict=True,
+)
+
+
+def add_host_flag(parser: argparse.ArgumentParser, engine: Engine) -> None:
+    parser.add_argument(engine.host_flag, metavar="URL", default=None, help=engine.host_help)
+
+
+def add_filter_flag(parser: argparse.ArgumentParser, engine: Engine) -> None:
     parser.add_argument(
         "--filter",
         metavar="KEY=VALUE",
         action="append",
         default=[],
-        help="docker ps filter, e.g. label=app=web (repeatable)",
+        help=engine.filter_help,
     )
 
 
-def _add_journal_dir_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--journal-dir",
-        metavar="DIR",
-        default=None,
-        help="where relabel journals are kept (default: /var/lib/mcslabel/journals as root)",
+def add_run_arguments(run: argparse.ArgumentParser, *, json: bool) -> None:
+    """``run``'s arguments after ``--volume``: the container's, the journals', the image."""
+    run.add_argument(
+        "--join",
+        action="store_true",
+        help="a :Z volume that already holds a private level: run at that level (default: refuse)",
     )
-
-
-def _add_store_flags(parser: argparse.ArgumentParser, *, create: bool) -> None:
-    add_store_flag(parser)
-    if create:
-        parser.add_argument(
-            "--create-store",
-            action="store_true",
-            help="create the store at --store if it does not exist yet"
-            " (the default host store is always created on first use)",
-        )
-
-
-def _open(
-    args: argparse.Namespace, url: str | None = None, *, read_only: bool = False
-) -> contextlib.AbstractContextManager[Allocator]:
-    """The registry: never created at an explicit path without --create-store."""
-    create = True if getattr(args, "create_store", False) else None
-    return open_allocator(
-        url if url is not None else args.store,
-        args.categories,
-        create=None if read_only else create,
-        read_only=read_only,
+    run.add_argument("--name", metavar="NAME", default=None, help="container name")
+    run.add_argument(
+        "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
     )
+    add_journal_dir_flag(run)
+    if json:
+        add_json_flag(run)
+    run.add_argument("image", metavar="IMAGE")
+    run.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER)
 
 
-def _short(owner: str) -> str:
-    """``docker:<64 hex>`` as ``docker:<12 hex>``, like docker's own tables."""
-    prefix, sep, rest = owner.partition(":")
-    return f"{prefix}:{rest[:12]}" if sep and prefix == "docker" else owner
+def bind(command: Callable[[Engine, argparse.Namespace], int], engine: Engine) -> Handler:
+    """``command`` as the handler of ``engine``'s subcommand."""
+    return functools.partial(command, engine)
 
 
 def register(subparsers: Any) -> None:
@@ -93,11 +128,7 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="docker_command", metavar="SUBCOMMAND")
 
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_INPUT
-
-    parser.set_defaults(handler=usage)
+    parser.set_defaults(handler=usage_handler(parser))
 
     sync = sub.add_parser(
         "sync",
@@ -109,13 +140,13 @@ def register(subparsers: Any) -> None:
         " held and are reported as orphaned. Conflicts and unreadable levels are reported;"
         " exit 1 when there are any.",
     )
-    _add_host_flag(sync)
-    _add_store_flags(sync, create=True)
+    add_host_flag(sync, DOCKER)
+    add_store_flags(sync, create=True)
     add_categories_flag(sync)
-    _add_filter_flag(sync)
-    _add_journal_dir_flag(sync)
+    add_filter_flag(sync, DOCKER)
+    add_journal_dir_flag(sync)
     add_json_flag(sync)
-    sync.set_defaults(handler=_sync)
+    sync.set_defaults(handler=bind(sync_command, DOCKER))
 
     audit = sub.add_parser(
         "audit",
@@ -124,12 +155,12 @@ def register(subparsers: Any) -> None:
         " finding has severity high. Registry checks run when --store or $MCSLABEL_STORE"
         " names a store.",
     )
-    _add_host_flag(audit)
+    add_host_flag(audit, DOCKER)
     add_store_flag(audit)
     add_categories_flag(audit)
-    _add_filter_flag(audit)
+    add_filter_flag(audit, DOCKER)
     add_json_flag(audit)
-    audit.set_defaults(handler=_audit)
+    audit.set_defaults(handler=bind(audit_command, DOCKER))
     _register_run(sub)
 
 
@@ -143,8 +174,8 @@ def _register_run(sub: Any) -> None:
         " Z/z is not relabeled. A Z volume keeps the level held (owner volume:<path>) until it"
         " is restored. Undo it all with `mcslabel docker rm`.",
     )
-    _add_host_flag(run)
-    _add_store_flags(run, create=True)
+    add_host_flag(run, DOCKER)
+    add_store_flags(run, create=True)
     add_categories_flag(run)
     run.add_argument(
         "-v",
@@ -155,20 +186,8 @@ def _register_run(sub: Any) -> None:
         help="bind volume; OPTS: ro|rw and Z (private relabel) or z (shared relabel);"
         " without Z/z the labels are left alone, as docker does (repeatable)",
     )
-    run.add_argument(
-        "--join",
-        action="store_true",
-        help="a :Z volume that already holds a private level: run at that level (default: refuse)",
-    )
-    run.add_argument("--name", metavar="NAME", default=None, help="container name")
-    run.add_argument(
-        "--label", metavar="KEY=VALUE", action="append", default=[], help="container label"
-    )
-    _add_journal_dir_flag(run)
-    add_json_flag(run)
-    run.add_argument("image", metavar="IMAGE")
-    run.add_argument("command", metavar="CMD", nargs=argparse.REMAINDER)
-    run.set_defaults(handler=_run)
+    add_run_arguments(run, json=True)
+    run.set_defaults(handler=bind(run_command, DOCKER))
 
     rm = sub.add_parser(
         "rm",
@@ -176,13 +195,13 @@ def _register_run(sub: Any) -> None:
         description="Remove the container, release its level and restore its volumes'"
         " old labels from the journals (--keep-labels keeps the new ones).",
     )
-    _add_host_flag(rm)
+    add_host_flag(rm, DOCKER)
     add_store_flag(rm)
     add_categories_flag(rm)
     rm.add_argument("container", metavar="CONTAINER", help="id or name")
     rm.add_argument("--keep-labels", action="store_true", help="do not restore old labels")
     add_json_flag(rm)
-    rm.set_defaults(handler=_rm)
+    rm.set_defaults(handler=bind(rm_command, DOCKER))
 
     volumes = sub.add_parser(
         "volumes",
@@ -195,94 +214,82 @@ def _register_run(sub: Any) -> None:
     )
     volumes.add_argument("action", nargs="?", choices=["list", "restore", "forget"], default="list")
     volumes.add_argument("path", metavar="PATH", nargs="?", help="the volume (restore, forget)")
-    _add_host_flag(volumes)
+    add_host_flag(volumes, DOCKER)
     add_store_flag(volumes)
     add_categories_flag(volumes)
-    _add_journal_dir_flag(volumes)
+    add_journal_dir_flag(volumes)
     add_json_flag(volumes)
     volumes.set_defaults(handler=_volumes)
 
 
-def _client(args: argparse.Namespace) -> Any:
-    from mcslabel.integrations.docker import connect
-
-    return connect(args.docker_host)
-
-
-def _filters(items: list[str]) -> dict[str, list[str]]:
-    filters: dict[str, list[str]] = {}
+def _key_values(items: list[str], flag: str, example: str = "") -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise InvalidInput(f"--filter {_q(item)} must be KEY=VALUE (e.g. label=app=web)")
-        filters.setdefault(key, []).append(value)
-    return filters
+            raise InvalidInput(f"{flag} {_q(item)} must be KEY=VALUE{example}")
+        found.setdefault(key, []).append(value)
+    return found
 
 
-def _sync(args: argparse.Namespace) -> int:
-    from mcslabel.integrations.docker import sync
-
-    filters = _filters(args.filter)
-    client = _client(args)
-    with _open(args) as allocator:
-        result = sync(client, allocator=allocator, filters=filters, journal_dir=args.journal_dir)
+def sync_command(engine: Engine, args: argparse.Namespace) -> int:
+    filters = _key_values(args.filter, "--filter", engine.filter_example)
+    client = engine.connect(args)
+    with open_registry(args) as allocator:
+        result = engine.integration().sync(
+            client, allocator=allocator, filters=filters, journal_dir=args.journal_dir
+        )
     if args.json:
-        print_json(result.to_dict(), ok=not result.conflicts)
-    else:
-        rows = [("reserved", lv, _short(o)) for lv, o in result.reserved]
-        rows += [("kept", lv, _short(o)) for lv, o in result.kept]
-        rows += [("adopted", lv, f"{_short(o)} with {b}") for lv, o, b in result.adopted]
-        rows += [("released", lv, _short(o)) for lv, o in result.released]
-        rows += [("fenced", lv, _short(o)) for lv, o in result.fenced]
-        rows += [("conflict", lv, f"{_short(o)}: {r}") for lv, o, r in result.conflicts]
-        rows += [("unreadable", lv, f"docker:{i[:12]}: {r}") for i, lv, r in result.unreadable]
-        rows += [
-            ("orphaned", lv or "?", f"volume {p} (mcslabel docker volumes restore|forget)")
-            for p, lv, _ in result.orphaned
-        ]
-        if rows:
-            print_table(["action", "level", "owner"], rows)
+        print_json(result.to_dict(), ok=not result.conflicts if engine.json_verdict else None)
+        return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+    short = engine.short
+    rows: list[tuple[str, Any, str]] = []
+    for action in engine.sync_order:
+        if action == "adopted":
+            rows += [("adopted", lv, f"{short(o)} with {b}") for lv, o, b in result.adopted]
         else:
-            print("nothing to do: no container has a level and the registry holds none")
+            rows += [(action, lv, short(o)) for lv, o in getattr(result, action)]
+    rows += [("conflict", lv, f"{short(o)}: {r}") for lv, o, r in result.conflicts]
+    rows += [("unreadable", lv, f"{engine.name}:{i[:12]}: {r}") for i, lv, r in result.unreadable]
+    rows += [
+        ("orphaned", lv or "?", f"volume {p}{engine.orphan_hint}") for p, lv, _ in result.orphaned
+    ]
+    if rows:
+        print_table(["action", "level", "owner"], rows)
+    else:
+        print("nothing to do: no container has a level and the registry holds none")
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
-def _audit(args: argparse.Namespace) -> int:
-    from mcslabel.integrations.docker import audit
-
-    filters = _filters(args.filter)
-    client = _client(args)
+def audit_command(engine: Engine, args: argparse.Namespace) -> int:
+    filters = _key_values(args.filter, "--filter", engine.filter_example)
+    client = engine.connect(args)
     store_url = args.store or os.environ.get("MCSLABEL_STORE")
     with contextlib.ExitStack() as stack:
         allocator = (
-            stack.enter_context(_open(args, store_url, read_only=True)) if store_url else None
+            stack.enter_context(open_registry(args, store_url, read_only=True))
+            if store_url
+            else None
         )
-        report = audit(client, allocator=allocator, filters=filters)
+        report = engine.integration().audit(client, allocator=allocator, filters=filters)
     if args.json:
-        print_json(report.to_dict(), ok=report.ok)
+        print_json(report.to_dict(), ok=report.ok if engine.json_verdict else None)
     else:
-        print(
-            f"{len(report.containers)} containers, {len(report.findings)} findings"
-            f" ({'ok' if report.ok else 'high severity findings'})"
-        )
+        verdict = "ok" if report.ok else "high severity findings"
+        print(f"{len(report.containers)} containers, {len(report.findings)} findings ({verdict})")
         if report.findings:
             print_table(["severity", "kind", "containers", "message"], report.rows())
     return EXIT_OK if report.ok else EXIT_CHECK_FAILED
 
 
-def _run(args: argparse.Namespace) -> int:
-    from mcslabel.integrations.docker import Volume, run
+def run_command(engine: Engine, args: argparse.Namespace) -> int:
+    from mcslabel.integrations.docker import Volume
 
     volumes = [Volume.parse(v) for v in args.volume]
-    labels = {}
-    for item in args.label:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise InvalidInput(f"--label {_q(item)} must be KEY=VALUE")
-        labels[key] = value
-    client = _client(args)
-    with _open(args) as allocator:
-        started = run(
+    labels = {k: v[-1] for k, v in _key_values(args.label, "--label").items()}
+    client = engine.connect(args)
+    with open_registry(args) as allocator:
+        started = engine.integration().run(
             client,
             args.image,
             args.command or None,
@@ -318,18 +325,18 @@ def _container(client: Any, name: str) -> Any:
         raise DockerError(f"cannot find container {_q(name)}: {exc}") from exc
 
 
-def _rm(args: argparse.Namespace) -> int:
-    from mcslabel.integrations.docker import remove
-
-    client = _client(args)
-    with _open(args) as allocator:
-        removal = remove(client, args.container, allocator=allocator, restore=not args.keep_labels)
+def rm_command(engine: Engine, args: argparse.Namespace) -> int:
+    client = engine.connect(args)
+    with open_registry(args) as allocator:
+        removal = engine.integration().remove(
+            client, args.container, allocator=allocator, restore=not args.keep_labels
+        )
     if args.json:
         print_json({"ok": True, **removal.to_dict()})
     else:
         print(f"removed {removal.id[:12]} ({removal.name}) at {removal.level}")
         for path in removal.held_volumes:
-            print(f"volume {path} keeps {removal.level} held (mcslabel docker volumes)")
+            print(f"volume {path} keeps {removal.level} held{engine.held_hint}")
     return EXIT_OK
 
 
@@ -338,8 +345,8 @@ def _volumes(args: argparse.Namespace) -> int:
 
     if (args.action == "list") != (args.path is None):
         raise InvalidInput("usage: mcslabel docker volumes [list | restore PATH | forget PATH]")
-    client = _client(args)
-    with _open(args, read_only=args.action == "list") as allocator:
+    client = DOCKER.connect(args)
+    with open_registry(args, read_only=args.action == "list") as allocator:
         found = volume_report(client, allocator, journal_dir=args.journal_dir)
         if args.action != "list":
             settle = restore_volume if args.action == "restore" else forget_volume
@@ -372,5 +379,15 @@ def _volumes(args: argparse.Namespace) -> int:
 
 
 __all__ = [
+    "DOCKER",
+    "Engine",
+    "add_filter_flag",
+    "add_host_flag",
+    "add_run_arguments",
+    "audit_command",
+    "bind",
     "register",
+    "rm_command",
+    "run_command",
+    "sync_command",
 ]

@@ -7,12 +7,13 @@ import sys
 from typing import Any
 
 from mcslabel.cli._common import (
-    EXIT_INPUT,
     EXIT_OK,
     add_categories_flag,
+    add_store_flags,
+    open_registry,
     print_json,
+    usage_handler,
 )
-from mcslabel.cli.docker import _add_store_flags, _open
 from mcslabel.cli.translate import add_translate_flags, untranslated
 from mcslabel.context import Context
 from mcslabel.errors import InvalidInput, PolicyError
@@ -27,11 +28,7 @@ def register(subparsers: Any) -> None:
     )
     sub = parser.add_subparsers(dest="kube_command", metavar="SUBCOMMAND")
 
-    def usage(args: argparse.Namespace) -> int:
-        parser.print_help(sys.stderr)
-        return EXIT_INPUT
-
-    parser.set_defaults(handler=usage)
+    parser.set_defaults(handler=usage_handler(parser))
     ctx = sub.add_parser(
         "security-context",
         help="print {'seLinuxOptions': {...}} for a level or a named allocation",
@@ -54,7 +51,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="mark a new named allocation persistent (volumes will carry it)",
     )
-    _add_store_flags(ctx, create=True)  # as the docker commands: --create-store for a new path
+    add_store_flags(ctx, create=True)  # as the docker commands: --create-store for a new path
     add_categories_flag(ctx)
     ctx.add_argument(
         "-o",
@@ -118,7 +115,7 @@ def _security_context(args: argparse.Namespace) -> int:
         name = args.name or namespace_allocation_name(args.namespace)
         if not args.owner:
             raise InvalidInput("--name/--namespace allocate a level: give its --owner")
-        with _open(args) as allocator:
+        with open_registry(args) as allocator:
             level = allocator.allocate(args.owner, name=name, persistent=args.persistent).level
     data = selinux_options(level, process=process, level_only=args.level_only)
     if args.output == "yaml":
