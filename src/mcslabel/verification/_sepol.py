@@ -15,6 +15,7 @@ Only libsepol's public, versioned API is used (through ctypes).
 from __future__ import annotations
 
 import atexit
+import contextlib
 import ctypes
 import ctypes.util
 import functools
@@ -23,7 +24,7 @@ import os
 import shutil
 import tempfile
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from mcslabel.errors import PolicyError, SELinuxUnavailable
@@ -119,8 +120,14 @@ def policy_with_booleans(policy_file: str | os.PathLike[str], booleans: Mapping[
     return target
 
 
-def _rewrite(data: bytes, settings: tuple[tuple[str, bool], ...]) -> bytes:
-    lib = _lib()
+@contextlib.contextmanager
+def _policydb(
+    lib: ctypes.CDLL, data: bytes, unreadable: str
+) -> Iterator[tuple[ctypes.c_void_p, ctypes.c_void_p]]:
+    """(handle, policydb) read from a binary policy in memory, freed on exit.
+
+    ``unreadable`` is the error message when libsepol cannot read ``data``.
+    """
     handle = lib.sepol_handle_create()
     if not handle:
         raise PolicyError("libsepol: cannot create a handle")
@@ -134,7 +141,19 @@ def _rewrite(data: bytes, settings: tuple[tuple[str, bool], ...]) -> bytes:
         if lib.sepol_policydb_create(ctypes.byref(db)) < 0:
             raise PolicyError("libsepol: cannot create a policydb")
         if lib.sepol_policydb_read(db, pf) < 0:
-            raise PolicyError("libsepol cannot read the policy to set booleans")
+            raise PolicyError(unreadable)
+        yield handle, db
+    finally:
+        if db:
+            lib.sepol_policydb_free(db)
+        if pf:
+            lib.sepol_policy_file_free(pf)
+        lib.sepol_handle_destroy(handle)
+
+
+def _rewrite(data: bytes, settings: tuple[tuple[str, bool], ...]) -> bytes:
+    lib = _lib()
+    with _policydb(lib, data, "libsepol cannot read the policy to set booleans") as (handle, db):
         for name, value in settings:
             _set_boolean(lib, handle, db, name, value)
         out, size = ctypes.c_void_p(), ctypes.c_size_t()
@@ -144,12 +163,6 @@ def _rewrite(data: bytes, settings: tuple[tuple[str, bool], ...]) -> bytes:
             return ctypes.string_at(out, size.value)
         finally:
             _libc().free(out)
-    finally:
-        if db:
-            lib.sepol_policydb_free(db)
-        if pf:
-            lib.sepol_policy_file_free(pf)
-        lib.sepol_handle_destroy(handle)
 
 
 def _set_boolean(lib: ctypes.CDLL, handle: object, db: object, name: str, value: bool) -> None:
@@ -317,22 +330,8 @@ def mls_facts(
         data = Path(policy_file).read_bytes()
     except OSError as exc:
         raise PolicyError(f"cannot read policy file {policy_file}: {exc.strerror}") from exc
-    handle = lib.sepol_handle_create()
-    if not handle:
-        raise PolicyError("libsepol: cannot create a handle")
-    lib.sepol_msg_set_callback(handle, None, None)
-    pf, db = ctypes.c_void_p(), ctypes.c_void_p()
-    try:
-        if lib.sepol_policy_file_create(ctypes.byref(pf)) < 0:
-            raise PolicyError("libsepol: cannot create a policy file object")
-        lib.sepol_policy_file_set_mem(pf, data, len(data))
-        lib.sepol_policy_file_set_handle(pf, handle)
-        if lib.sepol_policydb_create(ctypes.byref(db)) < 0:
-            raise PolicyError("libsepol: cannot create a policydb")
-        if lib.sepol_policydb_read(db, pf) < 0:
-            raise PolicyError(
-                f"{policy_file} is a damaged or truncated binary policy: libsepol cannot read it"
-            )
+    unreadable = f"{policy_file} is a damaged or truncated binary policy: libsepol cannot read it"
+    with _policydb(lib, data, unreadable) as (handle, db):
         if not lib.sepol_policydb_mls_enabled(db):
             return False, 0, 0, tuple(False for _ in probes)
 
@@ -350,9 +349,3 @@ def mls_facts(
             else:
                 high = middle
         return True, sensitivities, low, tuple(valid(p) for p in probes)
-    finally:
-        if db:
-            lib.sepol_policydb_free(db)
-        if pf:
-            lib.sepol_policy_file_free(pf)
-        lib.sepol_handle_destroy(handle)
