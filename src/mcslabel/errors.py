@@ -72,6 +72,26 @@ class LabelInUse(AllocationError):
         self.holder = holder
 
 
+class VolumeInUse(LabelInUse):
+    """A volume to restore or forget is still used by a container (of any engine asked)."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        level: str = "",
+        holder: str = "",
+        engine: str = "",
+        container: str = "",
+        path: str = "",
+    ) -> None:
+        super().__init__(message, level=level, holder=holder)
+        #: The engine (``docker``, ``podman``) and the container (name, else id) that uses it.
+        self.engine = engine
+        self.container = container
+        self.path = path
+
+
 class DominanceConflict(AllocationError):
     """A level dominates, or is dominated by, a level already held."""
 
@@ -143,6 +163,14 @@ class DockerError(MCSLabelError):
     """The Docker daemon cannot be reached or refused a request."""
 
 
+class EngineUnreachable(DockerError):
+    """A container engine whose containers must be asked did not answer."""
+
+    def __init__(self, message: str, *, engines: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.engines = engines
+
+
 # --- verify -----------------------------------------------------------------
 
 
@@ -163,6 +191,7 @@ __all__ = [
     "ContextMountError",
     "DockerError",
     "DominanceConflict",
+    "EngineUnreachable",
     "InvalidContext",
     "InvalidInput",
     "InvalidLevel",
@@ -184,5 +213,6 @@ __all__ = [
     "TranslationError",
     "UnknownAllocation",
     "UnknownPolicyName",
+    "VolumeInUse",
     "show_input",
 ]

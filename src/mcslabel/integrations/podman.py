@@ -23,6 +23,10 @@ dockerd's does. This module adds only what differs:
   pod id as the ``io.mcslabel.pod`` label to each member's inspect output (and
   ``io.mcslabel.podman.infra`` to the infra container), from podman's own
   ``/libpod/containers/<id>/json``, so one pod is one group everywhere.
+- **Volumes**: a volume's level is held by ``volume:<path>`` whichever engine
+  relabeled it; :func:`volume_report` asks podman *and* docker who uses it
+  (:mod:`mcslabel.integrations.docker.volume_users`), and
+  :func:`restore_volume`/:func:`forget_volume` refuse while either does.
 """
 
 from __future__ import annotations
@@ -37,6 +41,12 @@ import attrs
 from mcslabel.errors import DockerError
 from mcslabel.integrations import docker as engine
 from mcslabel.integrations.docker.daemon import docker_sdk, sdk_failures
+from mcslabel.integrations.docker.volume_users import (
+    VolumeReport,
+    forget_volume,
+    restore_volume,
+)
+from mcslabel.integrations.docker.volume_users import volume_report as _volume_report
 
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator
@@ -269,6 +279,25 @@ def remove(
     )
 
 
+def volume_report(
+    client: Any,
+    allocator: Allocator | None,
+    *,
+    journal_dir: str | os.PathLike[str] | None = None,
+    others: Mapping[str, Any] | None = None,
+) -> VolumeReport:
+    """:func:`mcslabel.integrations.docker.volume_report` from podman's side.
+
+    ``client`` is podman's; ``others`` (default: docker at its default
+    address) are the other engines asked. Pass the report to
+    :func:`restore_volume` or :func:`forget_volume` (the docker
+    integration's: volumes are engine-neutral).
+    """
+    return _volume_report(
+        client, allocator, journal_dir=journal_dir, engine="podman", others=others
+    )
+
+
 __all__ = [
     "DEFAULT_URL",
     "INFRA_LABEL",
@@ -277,9 +306,12 @@ __all__ = [
     "PodmanOwners",
     "audit",
     "connect",
+    "forget_volume",
     "labels_in_use",
     "real_owner",
     "remove",
+    "restore_volume",
     "run",
     "sync",
+    "volume_report",
 ]

@@ -20,8 +20,10 @@ reads what the daemon actually holds and
   relabeled and journaled (:mod:`~mcslabel.integrations.docker.lifecycle`);
 - a privately relabeled volume holds its level (owner ``volume:<path>``)
   until it is restored or forgotten: :func:`volume_report`,
-  :func:`restore_volume`, :func:`forget_volume`
-  (:mod:`~mcslabel.integrations.docker.volumes`).
+  :func:`restore_volume`, :func:`forget_volume`, which ask every container
+  engine of the host (docker and podman: :func:`connect_engines`) who uses it
+  (:mod:`~mcslabel.integrations.docker.volumes`,
+  :mod:`~mcslabel.integrations.docker.volume_users`).
 
 SDK plumbing lives in :mod:`~mcslabel.integrations.docker.daemon`; the
 ``docker`` SDK (extra ``mcslabel[docker]``) is imported only when a function
@@ -62,6 +64,16 @@ from mcslabel.integrations.docker.lifecycle import (
     security_opt,
 )
 from mcslabel.integrations.docker.mirror import SyncResult, sync
+from mcslabel.integrations.docker.volume_users import (
+    ENGINES,
+    EngineStatus,
+    VolumeReport,
+    VolumeUser,
+    connect_engines,
+    forget_volume,
+    restore_volume,
+    volume_report,
+)
 from mcslabel.integrations.docker.volumes import (
     JOURNALS_LABEL,
     LEVEL_LABEL,
@@ -69,14 +81,12 @@ from mcslabel.integrations.docker.volumes import (
     HeldVolume,
     Volume,
     default_journal_dir,
-    forget_volume,
-    restore_volume,
     volume_owner,
-    volume_report,
 )
 
 __all__ = [
     "DAEMON_SOCKETS",
+    "ENGINES",
     "JOURNALS_LABEL",
     "LEVEL_LABEL",
     "OWNER_LABEL",
@@ -86,6 +96,7 @@ __all__ = [
     "VOLUME_PREFIX",
     "AuditReport",
     "ContainerLabel",
+    "EngineStatus",
     "Finding",
     "HeldVolume",
     "LabelOptions",
@@ -94,8 +105,11 @@ __all__ = [
     "Removal",
     "SyncResult",
     "Volume",
+    "VolumeReport",
+    "VolumeUser",
     "audit",
     "connect",
+    "connect_engines",
     "container_label",
     "default_journal_dir",
     "forget_volume",

@@ -26,7 +26,7 @@ from mcslabel.errors import (
 )
 from mcslabel.integrations.docker.daemon import container_exists, positional_allocator
 from mcslabel.integrations.docker.inspection import OWNER_PREFIX, ContainerLabel, labels_in_use
-from mcslabel.integrations.docker.volumes import volume_report
+from mcslabel.integrations.docker.volume_users import volume_report
 from mcslabel.level import Level
 
 if TYPE_CHECKING:
@@ -156,7 +156,8 @@ def sync(
             _mirror(allocator, c, c.level, owner_prefix + c.id, found)
         except MCSLabelError as exc:  # one container never aborts the others
             found.conflicts.append((str(c.level), owner_prefix + c.id, str(exc)))
-    for volume in volume_report(client, allocator, journal_dir=journal_dir):
+    # This engine's containers only: orphaned is a hint here; `volumes` asks every engine.
+    for volume in volume_report(client, allocator, journal_dir=journal_dir, others={}):
         if volume.orphaned:
             level = "" if volume.level is None else str(volume.level)
             found.orphaned.append((volume.path, level, tuple(str(j) for j in volume.journals)))

@@ -4,7 +4,8 @@ Owns: :class:`Volume` (``SOURCE:DESTINATION[:OPTIONS]`` as ``docker -v`` takes
 it: no relabel without ``z``/``Z``), the registry owner that keeps a privately
 relabeled volume's level held (``volume:<path>``), where relabel journals
 live, and listing, restoring or forgetting what they describe
-(:func:`held_volumes`, :func:`restore_volume`, :func:`forget_volume`).
+(:func:`held_volumes`; who uses them, in every engine, and restoring or
+forgetting them: :mod:`~mcslabel.integrations.docker.volume_users`).
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from urllib.parse import quote, unquote
 import attrs
 
 from mcslabel.context import Context
-from mcslabel.errors import DockerError, InvalidInput, LabelInUse, MCSLabelError, UnknownAllocation
+from mcslabel.errors import DockerError, InvalidInput, MCSLabelError, UnknownAllocation
 from mcslabel.errors import show_input as _q
 from mcslabel.integrations.docker.daemon import sdk_failures
 from mcslabel.level import Level, LevelRange
@@ -152,14 +153,17 @@ class HeldVolume:
     level: Level | None
     #: True when a ``volume:<path>`` owner holds the level in the registry.
     held: bool
-    #: Ids of live containers that mount it through ``mcslabel docker run``.
+    #: Ids of the containers that use it (in any engine asked; see :attr:`users`).
     containers: tuple[str, ...] = ()
     journals: tuple[Path, ...] = ()
+    #: Who uses it and how (:class:`~mcslabel.integrations.docker.volume_users.VolumeUser`),
+    #: as :func:`~mcslabel.integrations.docker.volume_report` found them.
+    users: tuple[Any, ...] = ()
 
     @property
     def orphaned(self) -> bool:
         """No live container uses it: its level stays held until restored or forgotten."""
-        return not self.containers
+        return not self.containers and not self.users
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +173,7 @@ class HeldVolume:
             "orphaned": self.orphaned,
             "containers": list(self.containers),
             "journals": [str(j) for j in self.journals],
+            "users": [u.to_dict() for u in self.users],
         }
 
 
@@ -181,7 +186,7 @@ def held_volumes(
     """Every volume held by a ``volume:`` owner or described by a journal in ``journal_dir``.
 
     ``live`` is (container id, journal paths) for the containers that still
-    exist (:func:`volume_report` reads them from a daemon).
+    exist (:func:`~mcslabel.integrations.docker.volume_report` asks every engine).
     """
     directory = Path(journal_dir) if journal_dir is not None else default_journal_dir()
     users: dict[str, list[str]] = {}
@@ -232,48 +237,6 @@ def release_volume(allocator: Allocator, path: str | os.PathLike[str]) -> Level 
     return None
 
 
-def _settle(
-    volume: HeldVolume, allocator: Allocator, *, restore: bool
-) -> HeldVolume:  # restore or forget one volume that no container uses
-    if not volume.orphaned:
-        raise LabelInUse(
-            f"volume {volume.path} is in use by container "
-            + ", ".join(c[:12] for c in volume.containers),
-            level="" if volume.level is None else str(volume.level),
-            holder=volume.containers[0],
-        )
-    if restore and not volume.journals:
-        raise InvalidInput(
-            f"volume {volume.path} has no journal to restore its old labels from"
-            " (kept with --keep-labels?); forget it to release its level"
-        )
-    restore_journals(list(volume.journals), restore=restore)
-    release_volume(allocator, volume.path)
-    return volume
-
-
-def _find(volumes: Sequence[HeldVolume], path: str | os.PathLike[str]) -> HeldVolume:
-    wanted = os.path.realpath(path)
-    for v in volumes:
-        if v.path == wanted:
-            return v
-    raise InvalidInput(f"no held volume or journal for {_q(str(path))}")
-
-
-def restore_volume(
-    volumes: Sequence[HeldVolume], path: str | os.PathLike[str], *, allocator: Allocator
-) -> HeldVolume:
-    """Put back a volume's old labels from its journals and release its level."""
-    return _settle(_find(volumes, path), allocator, restore=True)
-
-
-def forget_volume(
-    volumes: Sequence[HeldVolume], path: str | os.PathLike[str], *, allocator: Allocator
-) -> HeldVolume:
-    """Drop a volume's journals and release its level; its files keep their labels."""
-    return _settle(_find(volumes, path), allocator, restore=False)
-
-
 def live_journals(client: Any) -> list[tuple[str, list[str]]]:
     """(id, journal paths) of every container :func:`run` started that still exists."""
     try:
@@ -288,14 +251,6 @@ def live_journals(client: Any) -> list[tuple[str, list[str]]]:
     return found
 
 
-def volume_report(
-    client: Any, allocator: Allocator | None, *, journal_dir: str | os.PathLike[str] | None = None
-) -> list[HeldVolume]:
-    """Volumes held at a private level or described by a journal, with the live containers
-    that use them (see :func:`held_volumes`)."""
-    return held_volumes(allocator, journal_dir=journal_dir, live=live_journals(client))
-
-
 __all__ = [
     "JOURNALS_LABEL",
     "LEVEL_LABEL",
@@ -303,15 +258,12 @@ __all__ = [
     "HeldVolume",
     "Volume",
     "default_journal_dir",
-    "forget_volume",
     "held_volumes",
     "journal_root",
     "live_journals",
     "release_volume",
     "restore_journals",
-    "restore_volume",
     "volume_holders",
     "volume_owner",
     "volume_path",
-    "volume_report",
 ]
