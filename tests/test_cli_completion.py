@@ -50,6 +50,9 @@ def test_bash_completes_commands_flags_and_files(bash_script: Path, tmp_path: Pa
     run = lambda line: _bash_complete(bash_script, line, tmp_path)  # noqa: E731
     assert run("mcslabel re") == ["relabel", "release", "renew", "reserve", "restore"]
     assert run("mcslabel docker ") == ["audit", "rm", "run", "sync", "volumes"]
+    assert run("mcslabel podman ") == ["audit", "rm", "run", "sync", "volumes"]  # one builder
+    assert run("mcslabel podman volumes --al") == ["--allow-unreachable"]
+    assert run("mcslabel docker volumes --po") == ["--podman-host"]
     assert run("mcslabel --json --store memory:// li") == ["list"]  # global options skipped
     assert run("mcslabel relabel vol --le") == ["--level"]
     assert "--dry-run" in run("mcslabel relabel --")

@@ -53,9 +53,9 @@ DOCUMENTED: dict[str, set[str]] = {
     "docker audit": {"ok", "containers", "findings"},
     "docker run": {"id", "level", "owner", "journals"},
     "docker rm": {"ok", "id", "name", "level", "restored", "held_volumes"},
-    "docker volumes list": {"ok", "volumes"},
-    "docker volumes restore": {"ok", "action", "volume"},
-    "docker volumes forget": {"ok", "action", "volume"},
+    "docker volumes list": {"ok", "volumes", "engines"},
+    "docker volumes restore": {"ok", "action", "volume", "engines"},
+    "docker volumes forget": {"ok", "action", "volume", "engines"},
     "verify": {"ok", "policy", "domain", "level", "paths", "mcs", "violations"},
     "relabel": {"ok", "root", "context", "changed", "unchanged", "failed", "journal"},
     "restore": {"ok", "root", "restored", "unchanged", "replaced", "failed", "journal_removed"},
@@ -236,7 +236,7 @@ def test_docker_commands_print_one_documented_object(scene: Scene, containers: C
         settled = check_json(
             f"docker volumes {action}",
             mcslabel("docker", "volumes", action, str(volume), "--store", s.store,
-                     "--journal-dir", journals, "--json"),
+                     "--journal-dir", journals, "--engine", "docker", "--json"),
         )  # fmt: skip
         assert settled["action"] == action
         assert settled["volume"]["path"] == str(volume)  # type: ignore[index]

@@ -263,3 +263,18 @@ def test_the_library_asks_both_engines(
     report = podman.volume_report(podman_containers.client, allocator, journal_dir=journals)
     assert podman.restore_volume(report, volume, allocator=allocator).path == str(volume)
     assert _label(volume / "f") == VAR_T
+
+
+def test_a_container_created_during_the_restore_keeps_the_level_held(
+    containers: Containers, podman_containers: PodmanContainers, volume: Path, where: list[str]
+) -> None:
+    # The race, made deterministic: the report is taken, then a podman container is created
+    # on the volume before restore_volume runs (as if between its question and its restore).
+    level = _orphan("docker", containers, volume, where)
+    allocator = Allocator(open_store(where[1]))
+    report = docker_engine.volume_report(containers.client, allocator, journal_dir=where[3])
+    late = _mount(podman_containers, volume, start=False)
+    with pytest.raises(VolumeInUse, match=f"was restored, but now podman container {late.name}"):
+        docker_engine.restore_volume(report, volume, allocator=allocator)
+    held = allocator.get(level)
+    assert held is not None and f"volume:{volume}" in held.owners  # not handed out again
