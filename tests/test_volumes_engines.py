@@ -278,3 +278,37 @@ def test_a_container_created_during_the_restore_keeps_the_level_held(
         docker_engine.restore_volume(report, volume, allocator=allocator)
     held = allocator.get(level)
     assert held is not None and f"volume:{volume}" in held.owners  # not handed out again
+
+
+@pytest.mark.parametrize("first", ["docker", "podman"])
+def test_rm_keeps_a_volume_the_other_engines_joined_container_uses(
+    containers: Containers,
+    podman_containers: PodmanContainers,
+    volume: Path,
+    where: list[str],
+    first: str,
+) -> None:
+    # One volume, one level, a container of each engine at it (the second one --join).
+    started = {}
+    for made, extra in ((containers, []), (podman_containers, ["--join"])):
+        engine = "docker" if made is containers else "podman"
+        done = _cli(
+            engine, "run", *where, "--create-store", "--json", *extra, "--label",
+            f"{TEST_LABEL}={made.run_id}", "-v", f"{volume}:/data:Z", IMAGE, "sleep", "300",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        started[engine] = _json(done)
+        made.created.append(made.client.containers.get(started[engine]["id"]))
+    level = started["docker"]["level"]
+    assert started["podman"]["level"] == level
+    second = "podman" if first == "docker" else "docker"
+    done = _cli(first, "rm", started[first]["id"], where[0], where[1], "--json")
+    assert done.returncode == 0, done.stderr
+    removed = _json(done)
+    # The other engine's container still runs at the level on the volume: kept.
+    assert removed["restored"] is False and removed["held_volumes"] == [str(volume)]
+    assert _label(volume / "f").endswith(":" + level)
+    done = _cli(second, "rm", started[second]["id"], where[0], where[1], "--json")
+    assert done.returncode == 0, done.stderr
+    assert _json(done)["restored"] is True
+    assert _label(volume / "f") == VAR_T

@@ -298,12 +298,21 @@ def _undo(
                 allocator.release(level, owner=owner)
 
 
+#: Owners of another engine's containers at the level, as this engine's view shows
+#: them (``podman:<id>`` to docker; docker's ``docker:<id>`` reads
+#: ``other-engine:docker:<id>`` through podman's view), and a run still starting.
+#: This engine cannot tell whether they live: they keep the volumes held, and
+#: ``volumes restore`` (which asks every engine) settles them.
+_FOREIGN = ("podman:", "other-engine:", "pid:")
+
+
 def remove(client: Any, container: Any, *, allocator: Allocator, restore: bool = True) -> Removal:
     """Remove a container :func:`run` started, release its level, restore its volumes.
 
     ``container`` is a container object, an id or a name. The volumes' old
     labels come back (and their ``volume:`` owners let the level go) only
-    when no other container is left at the level; until then, and with
+    when no other container is left at the level (a container of another
+    engine, or a run still starting, counts as left); until then, and with
     ``restore=False`` (the journals are then deleted), the volumes keep the
     level held.
     """
@@ -329,9 +338,11 @@ def remove(client: Any, container: Any, *, allocator: Allocator, restore: bool =
     others = [
         o
         for o in (current.owners if current is not None else ())
-        if o.startswith(OWNER_PREFIX)
-        and o != found.owner
-        and container_exists(client, o[len(OWNER_PREFIX) :])
+        if o != found.owner
+        and (
+            (o.startswith(OWNER_PREFIX) and container_exists(client, o[len(OWNER_PREFIX) :]))
+            or o.startswith(_FOREIGN)
+        )
     ]
     restored = restore and not others
     # Volumes first: the level is handed out again only once nothing carries it.
