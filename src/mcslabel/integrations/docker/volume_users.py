@@ -152,6 +152,7 @@ def engine_users(client: Any, engine: str) -> tuple[set[str], list[tuple[str, Vo
     (real path, user) for each of their mount sources and journaled volumes."""
     ids: set[str] = set()
     found: list[tuple[str, VolumeUser]] = []
+    roots: dict[str, tuple[str, Any] | None] = {}  # a journal shared by joined containers
     for s in _containers(client, engine):
         cid = str(s.get("Id") or "")
         ids.add(cid)
@@ -165,7 +166,7 @@ def engine_users(client: Any, engine: str) -> tuple[set[str], list[tuple[str, Vo
         with contextlib.suppress(ValueError, TypeError):
             journals = json.loads((s.get("Labels") or {}).get(JOURNALS_LABEL) or "[]")
             for j in journals:
-                described = journal_root(str(j))
+                described = roots.get(str(j)) or roots.setdefault(str(j), journal_root(str(j)))
                 if described is not None:
                     found.append((described[0], VolumeUser(engine, cid, name, state, "journal")))
     return ids, found
