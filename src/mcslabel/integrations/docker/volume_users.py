@@ -310,6 +310,7 @@ def _settle(
     accept_unreachable: bool,
 ) -> HeldVolume:
     volume = _find(volumes, path)
+    _refuse_in_use(volume, volume.users, "is in use by")  # a known user first: definite
     if isinstance(volumes, VolumeReport) and volumes.unreachable and not accept_unreachable:
         missing = "; ".join(f"{e.name} at {e.url}: {e.error}" for e in volumes.unreachable)
         raise EngineUnreachable(
@@ -318,7 +319,6 @@ def _settle(
             " (--engine), or accept the risk (--allow-unreachable)",
             engines=tuple(e.name for e in volumes.unreachable),
         )
-    _refuse_in_use(volume, volume.users, "is in use by")
     if restore and not volume.journals:
         raise InvalidInput(
             f"volume {volume.path} has no journal to restore its old labels from"
