@@ -137,6 +137,19 @@ def level_key(level: Level) -> str:
 _new = object.__new__
 _set_attr = object.__setattr__
 
+
+def _derived_key(record: Allocation) -> str:
+    """:func:`record_key` of ``record``, with :func:`level_key` inlined (most records pass here)."""
+    level = record.level
+    cats = level.categories
+    if len(cats) == 2:
+        a, b = cats
+        key = f"s{level.sensitivity}:c{a},c{b}" if a < b else f"s{level.sensitivity}:c{b},c{a}"
+    else:
+        key = str(level)
+    return IN_USE_PREFIX + key if record.in_use else key
+
+
 #: Store-key prefix of the records of levels observed in use (:attr:`Allocation.in_use`).
 IN_USE_PREFIX = "in-use/"
 
@@ -208,20 +221,11 @@ class Allocation:
     revision: int = attrs.field(default=0, eq=False)
     #: The store key, :func:`record_key` of the level: derived when not given (a caller
     #: that has it formatted passes it; :meth:`create` always derives it).
-    key: str = attrs.field(default="", eq=False, repr=False)
-
-    def __attrs_post_init__(self) -> None:
-        if self.key:
-            return
-        # level_key(), inlined: most records built on the allocation path pass here.
-        level = self.level
-        cats = level.categories
-        if len(cats) == 2:
-            a, b = cats
-            key = f"s{level.sensitivity}:c{a},c{b}" if a < b else f"s{level.sensitivity}:c{b},c{a}"
-        else:
-            key = str(level)
-        _set_attr(self, "key", IN_USE_PREFIX + key if self.in_use else key)
+    key: str = attrs.field(
+        default=attrs.Factory(_derived_key, takes_self=True),
+        eq=False,
+        repr=False,
+    )
 
     @classmethod
     def create(
