@@ -1,0 +1,229 @@
+"""The key cases for two commits side by side, in one run: is the new one slower?
+
+Each commit is checked out with ``git worktree add`` into a temporary
+directory (``--new .`` takes this checkout as it is, uncommitted changes
+included) and every case runs in a fresh child process whose ``PYTHONPATH``
+is that tree's ``src``, with this interpreter. Rounds are interleaved (old,
+new, new, old, ...) so that load from other processes hits both alike; the
+table shows medians and ``new/old`` as a speed ratio (above 1.00: new faster).
+
+Cases: ``import mcslabel``; the ``mcslabel --version`` process (through the
+tree's own console-script entry point); memory-store and SQLite allocation
+throughput (one process); ``relabel()`` of a 20,000-file tree to a new level
+(the library call, in-process); ``verify()`` on the installed policy (policy
+load included). Module paths moved between commits, so each case looks its
+functions up in the front door first, then in the old module paths.
+
+    python benchmarks/compare_commits.py --old 2b05ce3 [--new HEAD|.] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+FILES = 20_000
+ALLOCATIONS = 20_000
+SQLITE_ALLOCATIONS = 1_000
+VERIFY_PATHS = ("/var", "/home", "/var/lib/containers")
+
+# Where each name lives, newest layout first (the front door, then the modules of
+# the layout move, then the flat modules from before it).
+CANDIDATES = {
+    "Allocator": ("mcslabel", "mcslabel.allocation.allocator", "mcslabel.allocator"),
+    "MemoryStore": ("mcslabel.allocation.stores.memory", "mcslabel.stores.memory"),
+    "SQLiteStore": ("mcslabel.allocation.stores.sqlite", "mcslabel.stores.sqlite"),
+    "relabel": ("mcslabel", "mcslabel.relabeling.engine", "mcslabel.relabel"),
+    "verify": ("mcslabel", "mcslabel.verification.verifier", "mcslabel.verify"),
+}
+
+
+# --- in the child (PYTHONPATH = one tree's src) ---------------------------------
+
+
+def _find(name: str) -> Callable[..., object]:
+    for module_name in CANDIDATES[name]:
+        try:
+            module = importlib.import_module(module_name)
+            found = getattr(module, name)
+        except (ImportError, AttributeError):
+            continue
+        if callable(found) and not isinstance(found, type(os)):
+            return found  # type: ignore[no-any-return]
+    raise SystemExit(f"{name} not found in {CANDIDATES[name]}")
+
+
+def _child(case: str, arg: str) -> float:
+    """Run one case; return its figure (seconds, or operations per second)."""
+    if case == "import":
+        start = time.perf_counter()
+        import mcslabel  # noqa: F401
+
+        return time.perf_counter() - start
+    if case == "memory":
+        allocator = _find("Allocator")(_find("MemoryStore")())
+        allocator.allocate("warm-up")  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        for _ in range(ALLOCATIONS):
+            allocator.allocate("bench")  # type: ignore[attr-defined]
+        return ALLOCATIONS / (time.perf_counter() - start)
+    if case == "sqlite":
+        store = _find("SQLiteStore")(Path(arg) / f"{os.getpid()}.db")
+        allocator = _find("Allocator")(store)
+        allocator.allocate("warm-up")  # type: ignore[attr-defined]
+        start = time.perf_counter()
+        for _ in range(SQLITE_ALLOCATIONS):
+            allocator.allocate("bench")  # type: ignore[attr-defined]
+        return SQLITE_ALLOCATIONS / (time.perf_counter() - start)
+    if case == "relabel":
+        tree, level = arg.split("|")
+        relabel = _find("relabel")
+        start = time.perf_counter()
+        relabel(tree, level=level)
+        return time.perf_counter() - start
+    if case == "verify":
+        verify = _find("verify")
+        start = time.perf_counter()
+        verify(paths=VERIFY_PATHS, root=arg)
+        return time.perf_counter() - start
+    raise SystemExit(f"unknown case {case!r}")
+
+
+# --- in the parent --------------------------------------------------------------
+
+
+class Tree:
+    """One commit's source tree."""
+
+    def __init__(self, label: str, root: Path) -> None:
+        self.label = label
+        self.root = root
+        scripts = tomllib.loads((root / "pyproject.toml").read_text())["project"]["scripts"]
+        module, _, function = scripts["mcslabel"].partition(":")
+        self.version_code = (
+            f"import sys; sys.argv[0] = 'mcslabel'; from {module} import {function}; "
+            f"sys.exit({function}())"
+        )
+
+    def env(self) -> dict[str, str]:
+        return {**os.environ, "PYTHONPATH": str(self.root / "src")}
+
+    def run(self, case: str, arg: str, scratch: Path) -> float:
+        if case == "version":
+            argv = [sys.executable, "-c", self.version_code, "--version"]
+            start = time.perf_counter()
+            subprocess.run(argv, env=self.env(), cwd=scratch, check=True, capture_output=True)
+            return time.perf_counter() - start
+        argv = [sys.executable, __file__, "--child", case, arg]
+        done = subprocess.run(
+            argv, env=self.env(), cwd=scratch, check=False, capture_output=True, text=True
+        )
+        if done.returncode:
+            raise SystemExit(f"{self.label} {case} failed: {done.stderr[-800:]}")
+        return float(done.stdout.split()[-1])
+
+
+def _worktree(rev: str, into: Path) -> Path:
+    if rev == ".":
+        return REPO
+    path = into / rev.replace("/", "_")
+    subprocess.run(
+        ["git", "-C", str(REPO), "worktree", "add", "--detach", str(path), rev],
+        check=True,
+        capture_output=True,
+    )
+    return path
+
+
+def _make_tree(root: Path) -> None:
+    for d in range(FILES // 100):
+        sub = root / f"d{d:03}"
+        sub.mkdir(parents=True)
+        for f in range(100):
+            (sub / f"f{f:02}").touch()
+
+
+# name, unit, whether a larger figure is better
+CASES = (
+    ("import", "import mcslabel", "ms", False),
+    ("version", "mcslabel --version (process)", "ms", False),
+    ("memory", f"memory store, {ALLOCATIONS:,} allocations", "alloc/s", True),
+    ("sqlite", f"SQLite store, {SQLITE_ALLOCATIONS:,} allocations", "alloc/s", True),
+    ("relabel", f"relabel() of {FILES:,} files", "s", False),
+    ("verify", f"verify() of {len(VERIFY_PATHS)} paths", "s", False),
+)
+
+
+def main() -> int:
+    if len(sys.argv) == 4 and sys.argv[1] == "--child":
+        print(_child(sys.argv[2], sys.argv[3]))
+        return 0
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--old", required=True, help="the commit to compare against")
+    parser.add_argument("--new", default=".", help="the new commit ('.': this checkout)")
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="one round (smoke test)")
+    parser.add_argument("--cases", default=",".join(c[0] for c in CASES))
+    args = parser.parse_args()
+    rounds = 1 if args.quick else args.rounds
+    wanted = [c for c in CASES if c[0] in args.cases.split(",")]
+    scratch = Path(tempfile.mkdtemp(prefix="mcslabel-compare-"))
+    trees: list[Tree] = []
+    try:
+        for label, rev in (("old", args.old), ("new", args.new)):
+            path = _worktree(rev, scratch)
+            trees.append(Tree(label, path))
+        files = scratch / "files"
+        if any(c[0] == "relabel" for c in wanted):
+            _make_tree(files)
+        empty = scratch / "empty"
+        empty.mkdir()
+        figures: dict[tuple[str, str], list[float]] = {}
+        serial = 0
+        for r in range(rounds):
+            for case, *_ in wanted:
+                # old, new in even rounds; new, old in odd ones.
+                for tree in trees if r % 2 == 0 else trees[::-1]:
+                    serial += 1
+                    arg = {
+                        "sqlite": str(scratch),
+                        "relabel": f"{files}|s0:c{serial % 1000},c{1000 + serial % 23}",
+                        "verify": str(empty),
+                    }.get(case, "")
+                    figures.setdefault((case, tree.label), []).append(tree.run(case, arg, scratch))
+            print(f"round {r + 1}/{rounds} done", file=sys.stderr, flush=True)
+        print(f"old = {args.old}, new = {args.new}; {rounds} interleaved rounds, medians")
+        print(f"{'case':<36} {'old':>12} {'new':>12} {'unit':<8} {'new/old speed':>13}")
+        for case, title, unit, larger_better in wanted:
+            old = statistics.median(figures[case, "old"])
+            new = statistics.median(figures[case, "new"])
+            scale = 1000 if unit == "ms" else 1
+            speed = new / old if larger_better else old / new
+            print(
+                f"{title:<36} {old * scale:>12,.2f} {new * scale:>12,.2f} {unit:<8} {speed:>12.2f}x"
+            )
+    finally:
+        for tree in trees:
+            if tree.root != REPO:
+                subprocess.run(
+                    ["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree.root)],
+                    check=False,
+                    capture_output=True,
+                )
+        shutil.rmtree(scratch, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
