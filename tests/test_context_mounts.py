@@ -106,6 +106,8 @@ def test_context_mounts_read_the_one_mount_table_reader() -> None:
     # A truncated line still names its mount point for the engine, not for the contexts.
     short = mounts.parse_mountinfo("7 1 8:1 / /short rw")
     assert [m.point for m in short] == ["/short"] and parse_mountinfo("7 1 8:1 / /short rw") == []
+    # A mount id that is not a decimal number (int() would refuse "²") is no entry either.
+    assert parse_mountinfo("\u00b2 1 8:1 / /x rw - ext4 /dev/a rw") == []
 
 
 def test_mountinfo_of_a_selinux_kernel_shows_the_applied_context() -> None:

@@ -49,7 +49,7 @@ def parse_line(line: str) -> Mount | None:
     fields = head.split(" ", 5)
     if len(fields) < 5:
         return None
-    mount_id = int(fields[0]) if fields[0].isdigit() else -1
+    mount_id = int(fields[0]) if fields[0].isascii() and fields[0].isdigit() else -1
     rest = tail.split(" ", 2)
     if not sep or len(rest) < 3:
         return Mount(fields[2], unoctal(fields[3]), unoctal(fields[4]), mount_id)

@@ -7,6 +7,8 @@ store interface itself is :mod:`mcslabel.allocation.stores.base`. May import:
 the model only.
 """
 
+# INTERFACE-FROZEN (the record type, moved here from stores/base.py with that marker)
+
 from __future__ import annotations
 
 import math
