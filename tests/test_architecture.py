@@ -117,6 +117,13 @@ def test_the_model_imports_no_io(name: str) -> None:
     assert _top_level_imports(path) <= MODEL_STDLIB, f"{name} imports I/O or bindings"
 
 
+def test_no_module_grows_far_past_the_size_rule() -> None:
+    # Modules are ~<= MAX_LINES; a tenth over is tolerated, beyond that: split by concept.
+    limit = MAX_LINES + MAX_LINES // 10
+    sizes = {n: len(p.read_text().splitlines()) for n, p in _modules().items()}
+    assert {n: k for n, k in sizes.items() if k > limit} == {}
+
+
 def test_every_top_level_module_has_a_layer() -> None:
     # A new module beside level.py is model or front door, never unclassified.
     flat = {n for n, p in _modules().items() if n.count(".") == 1 and p.name != "__init__.py"}
