@@ -6,7 +6,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint typecheck pytest docs bench clean completion man test-kernel
+.PHONY: setup demo test lint typecheck pytest docs bench bench-compare clean completion man test-kernel
 
 setup:
 	@bash scripts/setup.sh
@@ -43,6 +43,10 @@ test-kernel:  # run.sh runs setup.sh with the lane's packages
 
 bench: setup
 	$(PY) benchmarks/run_all.py
+
+# Two commits side by side in one run (docs/performance.md): make bench-compare OLD=REV [NEW=REV]
+bench-compare: setup
+	$(PY) benchmarks/compare_commits.py --old $(OLD) --new $(or $(NEW),.)
 
 clean:
 	rm -rf site .pytest_cache .mypy_cache .ruff_cache mcslabel.bash _mcslabel mcslabel.1

@@ -20,46 +20,21 @@ SOCK=/var/run/docker.sock
 IMAGE=${MCSLABEL_TEST_IMAGE:-mcslabel-busybox:test}
 WAIT_SECONDS=${MCSLABEL_DOCKERD_WAIT:-120}
 
-log() { printf '[dockerd] %s\n' "$*"; }
+SERVICE=dockerd
+# shellcheck source=scripts/lib/service.sh
+source scripts/lib/service.sh
 
 answers() { timeout 10 docker version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
-our_pid() {
-  [ -f "$PIDFILE" ] || return 1
-  local pid
-  pid=$(cat "$PIDFILE")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+docker_import() { docker import "$@" >/dev/null; }
 
 build_image() {
-  if docker image inspect "$IMAGE" >/dev/null 2>&1; then
-    return 0
-  fi
-  # busybox-static's /bin/busybox: statically linked, so it runs in an image without libc.
-  local busybox=/bin/busybox
-  if [ ! -x "$busybox" ]; then
-    echo "$busybox missing: apt-get install busybox-static" >&2
-    return 2
-  fi
-  local root
-  root=$(mktemp -d)
-  mkdir -p "$root/bin" "$root/tmp" "$root/data" "$root/etc"
-  cp "$busybox" "$root/bin/busybox"
-  # One link per applet (sh, ls, sleep, cat, id, ...) so `docker run IMAGE sleep 60` works.
-  local applet
-  for applet in $("$root/bin/busybox" --list); do
-    [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
-  done
-  echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
-  tar -C "$root" -cf - . | docker import \
-    --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null
-  rm -rf "$root"
-  log "built image $IMAGE"
+  docker image inspect "$IMAGE" >/dev/null 2>&1 || service_import_busybox "$IMAGE" docker_import
 }
 
 start() {
   if answers; then
-    log "a Docker daemon already answers on $SOCK"
+    service_log "a Docker daemon already answers on $SOCK"
     build_image
     return 0
   fi
@@ -68,56 +43,15 @@ start() {
     return 2
   fi
   command -v dockerd >/dev/null || { echo "dockerd not installed (apt-get install docker.io)" >&2; return 2; }
-  mkdir -p "$STATE_DIR"
-  if ! our_pid >/dev/null; then
-    log "starting dockerd (log: $LOG)"
-    # setsid: the daemon outlives this script and ignores its terminal's signals.
-    setsid dockerd --iptables=false --ip6tables=false --bridge=none \
-      --pidfile "$STATE_DIR/dockerd.self.pid" >>"$LOG" 2>&1 </dev/null &
-    echo $! >"$PIDFILE"
-  fi
-  local waited=0
-  until answers; do
-    if ! our_pid >/dev/null; then
-      echo "dockerd exited; last lines of $LOG:" >&2
-      tail -n 20 "$LOG" >&2 || true
-      return 3
-    fi
-    if [ "$waited" -ge "$WAIT_SECONDS" ]; then
-      echo "dockerd did not answer on $SOCK within ${WAIT_SECONDS}s; see $LOG" >&2
-      return 3
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
-  log "dockerd $(docker version --format '{{.Server.Version}}') answers on $SOCK"
+  service_start dockerd --iptables=false --ip6tables=false --bridge=none \
+    --pidfile "$STATE_DIR/dockerd.self.pid"
+  service_log "dockerd $(docker version --format '{{.Server.Version}}') answers on $SOCK"
   build_image
-}
-
-stop() {
-  local pid
-  if ! pid=$(our_pid); then
-    rm -f "$PIDFILE"
-    log "no dockerd started by this script is running"
-    return 0
-  fi
-  log "stopping dockerd (pid $pid)"
-  kill -TERM "$pid"
-  local waited=0
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ "$waited" -ge 30 ]; then
-      kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
-  rm -f "$PIDFILE"
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) service_stop ;;
   status) answers ;;
   *)
     echo "usage: $0 start|stop|status" >&2

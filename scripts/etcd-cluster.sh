@@ -22,6 +22,9 @@ MEMBERS=3
 ETCD=${ETCD:-etcd}
 ETCDCTL=${ETCDCTL:-etcdctl}
 export ETCDCTL_API=3
+SERVICE=etcd-cluster
+# shellcheck source=scripts/lib/service.sh
+source "$(dirname "$0")/lib/service.sh"
 
 usage() {
     sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
@@ -59,21 +62,7 @@ endpoints() {
     echo "$out"
 }
 
-# A live process: not gone, and not a zombie that an init which does not reap keeps around.
-alive() {
-    local state
-    state=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
-    [[ -n "$state" && "$state" != Z* ]]
-}
-
-member_pid() {
-    local pidfile="$DIR/m$1/etcd.pid"
-    [[ -f "$pidfile" ]] || return 1
-    local pid
-    pid=$(cat "$pidfile")
-    alive "$pid" || return 1
-    echo "$pid"
-}
+member_pid() { service_pid "$DIR/m$1/etcd.pid"; }
 
 # Six consecutive free loopback ports: bind-test them, since `ss` misses ports in TIME_WAIT
 # that another test run is about to reuse.
@@ -145,14 +134,9 @@ wait_healthy() {
 }
 
 stop_member() {
-    local i=$1 signal=${2:-TERM} pid n
+    local i=$1 signal=${2:-TERM} pid
     pid=$(member_pid "$i") || return 0
-    kill "-$signal" "$pid" 2>/dev/null || true
-    for ((n = 0; n < 50; n++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    if alive "$pid"; then kill -KILL "$pid" 2>/dev/null || true; fi
+    service_terminate "$pid" "$signal" 50
     rm -f "$DIR/m$i/etcd.pid"
 }
 

@@ -23,41 +23,18 @@ WAIT_SECONDS=${MCSLABEL_PODMAN_WAIT:-60}
 CONTAINERS_CONF=$(pwd)/scripts/podman-containers.conf
 export CONTAINERS_CONF
 
-log() { printf '[podman] %s\n' "$*"; }
+SERVICE=podman
+# shellcheck source=scripts/lib/service.sh
+source scripts/lib/service.sh
 
 answers() {
   [ -S "$SOCK" ] && timeout 10 podman --remote --url "unix://$SOCK" version >/dev/null 2>&1
 }
 
-our_pid() {
-  [ -f "$PIDFILE" ] || return 1
-  local pid
-  pid=$(cat "$PIDFILE")
-  [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && echo "$pid"
-}
+podman_import() { podman import "$@" >/dev/null 2>&1; }
 
 build_image() {
-  if podman image exists "$IMAGE"; then
-    return 0
-  fi
-  local busybox=/bin/busybox
-  if [ ! -x "$busybox" ]; then
-    echo "$busybox missing: apt-get install busybox-static" >&2
-    return 2
-  fi
-  local root
-  root=$(mktemp -d)
-  mkdir -p "$root/bin" "$root/tmp" "$root/data" "$root/etc"
-  cp "$busybox" "$root/bin/busybox"
-  local applet
-  for applet in $("$root/bin/busybox" --list); do
-    [ "$applet" = busybox ] || ln -sf busybox "$root/bin/$applet"
-  done
-  echo 'root:x:0:0:root:/:/bin/sh' >"$root/etc/passwd"
-  tar -C "$root" -cf - . | podman import \
-    --change 'ENV PATH=/bin' --change 'CMD ["/bin/sh"]' - "$IMAGE" >/dev/null 2>&1
-  rm -rf "$root"
-  log "built image $IMAGE"
+  podman image exists "$IMAGE" || service_import_busybox "$IMAGE" podman_import
 }
 
 start() {
@@ -68,56 +45,17 @@ start() {
   command -v podman >/dev/null || { echo "podman not installed (apt-get install podman)" >&2; return 2; }
   build_image
   if answers; then
-    log "podman's API already answers on $SOCK"
+    service_log "podman's API already answers on $SOCK"
     return 0
   fi
-  mkdir -p "$STATE_DIR" "$(dirname "$SOCK")"
-  if ! our_pid >/dev/null; then
-    log "starting podman system service (log: $LOG)"
-    setsid podman system service --time=0 "unix://$SOCK" >>"$LOG" 2>&1 </dev/null &
-    echo $! >"$PIDFILE"
-  fi
-  local waited=0
-  until answers; do
-    if ! our_pid >/dev/null; then
-      echo "podman system service exited; last lines of $LOG:" >&2
-      tail -n 20 "$LOG" >&2 || true
-      return 3
-    fi
-    if [ "$waited" -ge "$WAIT_SECONDS" ]; then
-      echo "podman did not answer on $SOCK within ${WAIT_SECONDS}s; see $LOG" >&2
-      return 3
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
-  log "podman $(podman version --format '{{.Version}}') answers on $SOCK"
-}
-
-stop() {
-  local pid
-  if ! pid=$(our_pid); then
-    rm -f "$PIDFILE"
-    log "no podman service started by this script is running"
-    return 0
-  fi
-  log "stopping podman system service (pid $pid)"
-  kill -TERM "$pid"
-  local waited=0
-  while kill -0 "$pid" 2>/dev/null; do
-    if [ "$waited" -ge 30 ]; then
-      kill -KILL "$pid" 2>/dev/null || true
-      break
-    fi
-    sleep 1
-    waited=$((waited + 1))
-  done
-  rm -f "$PIDFILE"
+  mkdir -p "$(dirname "$SOCK")"
+  service_start podman system service --time=0 "unix://$SOCK"
+  service_log "podman $(podman version --format '{{.Version}}') answers on $SOCK"
 }
 
 case "${1:-}" in
   start) start ;;
-  stop) stop ;;
+  stop) service_stop ;;
   status) answers ;;
   env) echo "CONTAINERS_CONF=$CONTAINERS_CONF" ;;
   *)

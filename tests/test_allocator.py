@@ -132,6 +132,23 @@ def test_default_exclusion_is_never_handed_out() -> None:
         alloc.reserve("s0:c1022,c1023", "o")
 
 
+def test_an_excluded_pair_held_in_the_store_stays_excluded_after_its_release() -> None:
+    # Two pair records block one pair: the exclusion and a record another allocator
+    # (with other exclusions) stored. Releasing the record must leave the exclusion.
+    store = MemoryStore()
+    Allocator(store, categories=4, exclude=()).reserve("s0:c2,c3", "other")
+    alloc = Allocator(store, categories=4, exclude=["s0:c2,c3"])
+    alloc.sync()
+    assert alloc.free_pairs == pair_count(4) - 1
+    Allocator(store, categories=4, exclude=()).release("s0:c2,c3", owner="other")
+    alloc.sync()
+    assert not alloc.is_free(Level.pair(2, 3))
+    got = {alloc.allocate("o").level for _ in range(pair_count(4) - 1)}
+    assert lv("s0:c2,c3") not in got
+    with pytest.raises(SpaceExhausted):
+        alloc.allocate("o")
+
+
 def test_exclusion_of_a_single_category_blocks_every_pair_with_it() -> None:
     alloc = Allocator(MemoryStore(), categories=5, exclude=["s0:c0"])
     got = {alloc.allocate("o").level for _ in range(pair_count(4))}

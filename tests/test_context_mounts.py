@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 from mcslabel.cli import main
 from mcslabel.context import Context
 from mcslabel.errors import ContextMountError, InvalidContext, InvalidInput
+from mcslabel.relabeling import mounts
 from mcslabel.relabeling.context_mounts import (
     Labeling,
     MountContexts,
@@ -88,6 +89,25 @@ def test_the_rules() -> None:
         MountContexts(context=Context("u", "r", "t"))
     with pytest.raises(InvalidInput, match="not one of"):
         MountContexts.for_context(FILE_CTX, ("context", "mntcontext"))
+
+
+def test_context_mounts_read_the_one_mount_table_reader() -> None:
+    # The relabel engine's reader (relabeling.mounts) and the context view agree on
+    # every line: one parser, the context view adds only the split options.
+    table = mounts.parse_mountinfo(SELINUX_MOUNTINFO)
+    entries = parse_mountinfo(SELINUX_MOUNTINFO)
+    assert [(m.mount_id, m.root, m.point) for m in table] == [
+        (e.mount_id, e.root, e.mount_point) for e in entries
+    ]
+    vol = next(m for m in table if m.point == "/srv/vol a")
+    assert vol.fstype == "ext4" and vol.source == "/dev/loop0"
+    assert f'context="{FILE_CTX}"' in vol.super_options
+    assert mounts.holder("/srv/vol a/x", table) == vol
+    # A truncated line still names its mount point for the engine, not for the contexts.
+    short = mounts.parse_mountinfo("7 1 8:1 / /short rw")
+    assert [m.point for m in short] == ["/short"] and parse_mountinfo("7 1 8:1 / /short rw") == []
+    # A mount id that is not a decimal number (int() would refuse "²") is no entry either.
+    assert parse_mountinfo("\u00b2 1 8:1 / /x rw - ext4 /dev/a rw") == []
 
 
 def test_mountinfo_of_a_selinux_kernel_shows_the_applied_context() -> None:

@@ -78,3 +78,17 @@ def test_empty_policy_dir(tmp_path: Path) -> None:
     (tmp_path / "policy").mkdir()
     with pytest.raises(PolicyError, match=r"no policy/policy\.NN"):
         _ = PolicyRoot.at(tmp_path).policy_file
+
+
+def test_policy_root_coerce_takes_every_form(centos_root: Path, tmp_path: Path) -> None:
+    root = PolicyRoot.at(centos_root)
+    assert PolicyRoot.coerce(root) is root
+    assert PolicyRoot.coerce(str(centos_root)) == root == PolicyRoot.coerce(centos_root)
+    assert PolicyRoot.coerce(None) == PolicyRoot.installed()
+    with pytest.raises(PolicyError, match="not a directory"):
+        PolicyRoot.coerce(tmp_path / "missing")
+    # load_policy: a root's policy file, or a file given with or without its root.
+    assert load_policy(centos_root).root == root
+    given = load_policy(root, policy=root.policy_file)
+    assert given.root == root and given.path == root.policy_file.resolve()
+    assert load_policy(policy=root.policy_file).root is None

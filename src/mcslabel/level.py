@@ -20,65 +20,23 @@ degenerate range such as ``s0-s0``.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from typing import Any
 
 import attrs
 
+from mcslabel._levelsyntax import (
+    COMMON,
+    DEFAULT_CATEGORIES,
+    DEFAULT_SENSITIVITIES,
+    category_out_of_range,
+    check_raw,
+    format_categories,
+    number,
+    parse_categories,
+    sensitivity_in_range,
+)
 from mcslabel.errors import InvalidLevel, show_input
-
-#: Category count of every mainstream MCS policy (c0..c1023).
-DEFAULT_CATEGORIES = 1024
-#: Sensitivity count of refpolicy MLS builds (s0..s15); MCS policies use s0 only.
-DEFAULT_SENSITIVITIES = 16
-
-# Longest decimal accepted for a sensitivity or category number; bounds the
-# work done on hostile input before range checks apply.
-_MAX_DIGITS = 6
-_NUMBER = re.compile(r"(0|[1-9][0-9]*)")
-# The shapes nearly every label has (s0, s0:c1,c2): parsed without the general loop.
-_COMMON = re.compile(r"s(0|[1-9][0-9]{0,5})(?::c(0|[1-9][0-9]{0,5})(?:,c(0|[1-9][0-9]{0,5}))?)?")
-# mcstrans names (setrans.conf): raw levels never contain these characters.
-_TRANSLATED_HINT = re.compile(r"[A-Za-z]{2,}|\s")
-
-
-def _number(text: str, prefix: str, what: str, whole: str) -> int:
-    if not text.startswith(prefix):
-        raise InvalidLevel(
-            f"{what} {show_input(text)} in {show_input(whole)} must start with {prefix!r}"
-        )
-    digits = text[len(prefix) :]
-    if not digits:
-        raise InvalidLevel(
-            f"{what} {show_input(text)} in {show_input(whole)} has no number after {prefix!r}"
-        )
-    if len(digits) > _MAX_DIGITS:
-        raise InvalidLevel(f"{what} {show_input(text)} in {show_input(whole)} is out of range")
-    if not _NUMBER.fullmatch(digits):
-        raise InvalidLevel(
-            f"{what} {show_input(text)} in {show_input(whole)} must be {prefix!r} followed"
-            " by a decimal number without leading zeros"
-        )
-    return int(digits)
-
-
-def _check_raw(text: object, kind: str) -> str:
-    if not isinstance(text, str):
-        raise InvalidLevel(f"{kind} must be a string, not {type(text).__name__}")
-    if not text:
-        raise InvalidLevel(f"empty {kind}")
-    if any(ch.isspace() for ch in text):
-        raise InvalidLevel(f"{kind} {show_input(text)} contains whitespace")
-    if not text.isascii():
-        raise InvalidLevel(f"{kind} {show_input(text)} contains non-ASCII characters")
-    head = text.split(":", 1)[0].split("-", 1)[0]
-    if _TRANSLATED_HINT.search(head):
-        raise InvalidLevel(
-            f"{kind} {show_input(text)} looks like an mcstrans-translated name; use the raw"
-            " form such as 's0', 's0:c1,c2' or 's0-s0:c0.c1023'"
-        )
-    return text
 
 
 def _to_frozenset(value: Iterable[int]) -> frozenset[int]:
@@ -101,58 +59,6 @@ def _validate_sensitivity(instance: Level, attribute: attrs.Attribute[int], valu
         )
     if not isinstance(value, int) or isinstance(value, bool) or value < 0:
         raise InvalidLevel(f"sensitivity {show_input(value)} must be a non-negative integer")
-
-
-def _sensitivity_in_range(sensitivity: int, text: str, sensitivities: int) -> None:
-    if sensitivity >= sensitivities:
-        have = "s0 only" if sensitivities == 1 else f"s0..s{sensitivities - 1}"
-        raise InvalidLevel(
-            f"sensitivity s{sensitivity} in {show_input(text)} is out of range (policy has {have})"
-        )
-
-
-def _category_out_of_range(c: int, text: str, categories: int) -> InvalidLevel:
-    return InvalidLevel(
-        f"category c{c} in {show_input(text)} is out of range (policy has c0..c{categories - 1})"
-    )
-
-
-def _parse_categories(text: str, cats_text: str, categories: int, strict: bool) -> set[int]:
-    found: set[int] = set()
-    for part in cats_text.split(","):
-        if not part:
-            raise InvalidLevel(f"{show_input(text)} has an empty category between commas")
-        if "." in part:
-            lo_text, _, hi_text = part.partition(".")
-            if "." in hi_text:
-                raise InvalidLevel(
-                    f"category range {show_input(part)} in {show_input(text)} has more than one '.'"
-                )
-            lo = _number(lo_text, "c", "category", text)
-            hi = _number(hi_text, "c", "category", text)
-            if lo >= hi:
-                # libsepol (and the kernel) refuse c5.c5 as well as c5.c3.
-                fix = f"write c{lo} alone" if lo == hi else f"reversed; write c{hi}.c{lo}"
-                raise InvalidLevel(
-                    f"category range {show_input(part)} in {show_input(text)} must go from a"
-                    f" lower to a higher category ({fix})"
-                )
-            if hi >= categories:
-                raise _category_out_of_range(hi, text, categories)
-            members: Iterable[int] = range(lo, hi + 1)
-        else:
-            single = _number(part, "c", "category", text)
-            if single >= categories:
-                raise _category_out_of_range(single, text, categories)
-            members = (single,)
-        if strict:
-            for c in members:
-                if c in found:
-                    raise InvalidLevel(f"category c{c} appears twice in {show_input(text)}")
-                found.add(c)
-        else:
-            found.update(members)
-    return found
 
 
 @attrs.frozen(eq=False, repr=False)
@@ -187,34 +93,34 @@ class Level:
         (``s0-s0``) is that level. ``strict=True`` refuses both.
         Raises :class:`~mcslabel.errors.InvalidLevel` saying what is wrong.
         """
-        common = _COMMON.fullmatch(text) if isinstance(text, str) else None
+        common = COMMON.fullmatch(text) if isinstance(text, str) else None
         if common is not None:
             sens_digits, a, b = common.groups()
             sensitivity = int(sens_digits)
-            _sensitivity_in_range(sensitivity, text, sensitivities)
+            sensitivity_in_range(sensitivity, text, sensitivities)
             if a is None:
                 return cls(sensitivity)
             cats = {int(a)} if b is None else {int(a), int(b)}
             for c in cats:
                 if c >= categories:
-                    raise _category_out_of_range(c, text, categories)
+                    raise category_out_of_range(c, text, categories)
             if strict and len(cats) == 1 and b is not None:
                 raise InvalidLevel(f"category c{a} appears twice in {show_input(text)}")
             return cls(sensitivity, frozenset(cats))
-        _check_raw(text, "level")
+        check_raw(text, "level")
         if "-" in text:
             span = LevelRange.parse(text, categories=categories, sensitivities=sensitivities)
             if strict or span.low != span.high:
                 raise InvalidLevel(f"{show_input(text)} is a range (low-high), not a single level")
             return span.low
         sens_text, sep, cats_text = text.partition(":")
-        sensitivity = _number(sens_text, "s", "sensitivity", text)
-        _sensitivity_in_range(sensitivity, text, sensitivities)
+        sensitivity = number(sens_text, "s", "sensitivity", text)
+        sensitivity_in_range(sensitivity, text, sensitivities)
         if not sep:
             return cls(sensitivity)
         if not cats_text:
             raise InvalidLevel(f"{show_input(text)} has ':' but no categories")
-        found = _parse_categories(text, cats_text, categories, strict)
+        found = parse_categories(text, cats_text, categories, strict)
         return cls(sensitivity, frozenset(found))
 
     @classmethod
@@ -264,7 +170,7 @@ class Level:
         self, *, categories: int = DEFAULT_CATEGORIES, sensitivities: int = DEFAULT_SENSITIVITIES
     ) -> Level:
         """Return self after checking it fits a policy of the given size."""
-        _sensitivity_in_range(self.sensitivity, str(self), sensitivities)
+        sensitivity_in_range(self.sensitivity, str(self), sensitivities)
         too_big = [c for c in self.categories if c >= categories]
         if too_big:
             raise InvalidLevel(
@@ -305,34 +211,6 @@ def _text_equals(value: Level | LevelRange, text: str) -> bool:
     return value == other
 
 
-def _runs(cats: Iterable[int]) -> Iterator[tuple[int, int]]:
-    ordered = sorted(cats)
-    start = prev = ordered[0]
-    for c in ordered[1:]:
-        if c != prev + 1:
-            yield start, prev
-            start = c
-        prev = c
-    yield start, prev
-
-
-def format_categories(cats: Iterable[int]) -> str:
-    """Kernel-style category list: ``c0.c5,c9`` (runs of 3+) or ``c1,c2``.
-
-    libsepol's own printer has a bug this does not copy: a run ending on a
-    64-bit boundary followed by a later category prints the wrong end
-    (``s0:c62,c63,c200`` comes out as ``s0:c62,c191,c200``); the kernel and
-    this function print ``s0:c62,c63,c200``.
-    """
-    parts: list[str] = []
-    for lo, hi in _runs(cats):
-        if hi - lo >= 2:
-            parts.append(f"c{lo}.c{hi}")
-        else:
-            parts.extend(f"c{c}" for c in range(lo, hi + 1))
-    return ",".join(parts)
-
-
 def _validate_range(instance: LevelRange, attribute: attrs.Attribute[Level], value: Level) -> None:
     if not isinstance(instance.low, Level) or not isinstance(value, Level):
         raise InvalidLevel("LevelRange takes two Level values; parse text with LevelRange.parse")
@@ -362,7 +240,7 @@ class LevelRange:
         strict: bool = False,
     ) -> LevelRange:
         """Parse ``low-high`` (``s0-s0:c0.c1023``) or a single level (low == high)."""
-        _check_raw(text, "range")
+        check_raw(text, "range")
         low_text, sep, high_text = text.partition("-")
         if sep and "-" in high_text:
             raise InvalidLevel(f"range {show_input(text)} has more than one '-'")

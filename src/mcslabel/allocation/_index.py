@@ -39,7 +39,9 @@ class FreeIndex:
         self._full = (1 << n) - 1
         # Index of each row's first pair (c_a, c_a+1): pair_of by bisection in C.
         self.row_starts = [a * (2 * n - a - 1) // 2 for a in range(n - 1)]
-        self._pair_counts: dict[int, int] = {}  # pair index -> pair records blocking it
+        # Pair index -> pair records blocking it, for pairs held by more than one (rare:
+        # an exclusion that is also allocated); one record is the bit in _pairs alone.
+        self._pair_counts: dict[int, int] = {}
         self._pairs = [0] * n  # row -> bits of pairs blocked by pair records
         self._rule_masks: dict[int, list[int]] = {}  # row -> masks of rules containing it
         self._rules = [0] * n  # row -> OR of _rule_masks[row]
@@ -72,31 +74,37 @@ class FreeIndex:
 
     def block_pair(self, a: int, b: int) -> None:
         """One more pair record holds ``(a, b)``."""
-        index = self.row_starts[a] + b - a - 1  # index_of(), inlined: the allocation path
-        count = self._pair_counts.get(index, 0)
-        self._pair_counts[index] = count + 1
-        if count == 0:
-            self._pairs[a] |= 1 << b
-            blocked = self.blocked[a]
-            if not (blocked >> b) & 1:  # the hot path: one bit, one row count
-                self.blocked[a] = blocked | (1 << b)
-                self._row_free[a] -= 1  # _moved(a, -1), inlined
-                self.free -= 1
-                pending = self._pending
-                if pending is not None:
-                    pending.append(a)
-                    pending.append(-1)
-                    if len(pending) > 2 * self.categories:
-                        self._pending = None
+        bit = 1 << b
+        row = self._pairs[a]
+        if row & bit:  # held already: count the extra record
+            index = self.row_starts[a] + b - a - 1  # index_of(), inlined
+            self._pair_counts[index] = self._pair_counts.get(index, 1) + 1
+            return
+        self._pairs[a] = row | bit
+        blocked = self.blocked[a]
+        if not blocked & bit:  # the hot path: one bit, one row count
+            self.blocked[a] = blocked | bit
+            self._row_free[a] -= 1  # _moved(a, -1), inlined
+            self.free -= 1
+            pending = self._pending
+            if pending is not None:
+                pending.append(a)
+                pending.append(-1)
+                if len(pending) > 2 * self.categories:
+                    self._pending = None
 
     def unblock_pair(self, a: int, b: int) -> None:
         """One pair record less holds ``(a, b)``."""
         index = self.index_of(a, b)
-        count = self._pair_counts[index] - 1
-        if count:
-            self._pair_counts[index] = count
+        count = self._pair_counts.get(index)
+        if count is not None:
+            if count > 2:
+                self._pair_counts[index] = count - 1
+            else:
+                del self._pair_counts[index]
             return
-        del self._pair_counts[index]
+        if not (self._pairs[a] >> b) & 1:
+            raise KeyError(f"pair c{a},c{b} is not held")
         self._pairs[a] &= ~(1 << b)
         self._recompute(a)
 

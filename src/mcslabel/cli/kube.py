@@ -86,12 +86,7 @@ def _process_context(args: argparse.Namespace) -> Context:
     base = DEFAULT_PROCESS_CONTEXT
     if not args.level_only:
         try:
-            root = (
-                PolicyRoot.at(args.policy_root)
-                if args.policy_root is not None
-                else PolicyRoot.installed()
-            )
-            base = root.container_contexts().process
+            base = PolicyRoot.coerce(args.policy_root).container_contexts().process
         except PolicyError:
             if args.policy_root is not None:
                 raise  # an explicit root must be readable; the installed one is optional

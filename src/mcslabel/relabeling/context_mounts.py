@@ -6,8 +6,9 @@ walked, no xattr is written (KEP-1710, SELinuxMountReadWriteOncePod, does
 exactly this for Kubernetes volumes). This module holds the option text
 (quoted, because the level's comma otherwise splits the option list:
 ``ext4: Unknown parameter 'c9'``), the ``fscontext``/``defcontext``/
-``rootcontext`` family and which file systems honour which, and the parsing
-of ``/proc/self/mountinfo`` that tells whether the kernel applied them.
+``rootcontext`` family and which file systems honour which, and what the
+mount table (read by :mod:`mcslabel.relabeling.mounts`) says the kernel
+applied.
 Mounting is :mod:`mcslabel.relabeling.volume_mounts`.
 
 The rules (the kernel's ``selinux_set_mnt_opts``):
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import enum
 import os
-import re
 from collections.abc import Iterator, Mapping
 
 import attrs
@@ -38,6 +38,8 @@ from mcslabel.context import Context
 from mcslabel.errors import InvalidContext, InvalidInput
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
+from mcslabel.relabeling import mounts
+from mcslabel.relabeling.mounts import Mount
 
 
 class Labeling(enum.Enum):
@@ -181,11 +183,6 @@ def split_options(text: str) -> list[str]:
     return [p for p in parts if p]
 
 
-def _unescape(field: str) -> str:
-    # mountinfo writes space, tab, newline and backslash as \ooo.
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
-
-
 @attrs.frozen
 class MountEntry:
     """One line of ``/proc/self/mountinfo``."""
@@ -196,6 +193,18 @@ class MountEntry:
     fstype: str
     source: str
     super_options: tuple[str, ...]
+
+    @classmethod
+    def of(cls, mount: Mount) -> MountEntry:
+        """The entry of a mount-table line (:mod:`mcslabel.relabeling.mounts`)."""
+        return cls(
+            mount_id=mount.mount_id,
+            root=mount.root,
+            mount_point=mount.point,
+            fstype=mount.fstype,
+            source=mount.source,
+            super_options=tuple(split_options(mount.super_options)),
+        )
 
     def option(self, name: str) -> str | None:
         """The value of super option ``name`` (quotes removed), or None."""
@@ -218,30 +227,19 @@ class MountEntry:
         return found
 
 
+def _entries(mounts: list[Mount]) -> list[MountEntry]:
+    # Lines without a mount id or the part after " - " hold no options to check.
+    return [MountEntry.of(m) for m in mounts if m.mount_id >= 0 and m.fstype]
+
+
 def parse_mountinfo(text: str) -> list[MountEntry]:
     """Every line of a ``mountinfo`` file, in order (a later mount hides an earlier)."""
-    entries = []
-    for line in text.splitlines():
-        head, sep, tail = line.partition(" - ")
-        fields, rest = head.split(" "), tail.split(" ", 2)
-        if not sep or len(fields) < 6 or len(rest) < 3:
-            continue
-        entries.append(
-            MountEntry(
-                mount_id=int(fields[0]),
-                root=_unescape(fields[3]),
-                mount_point=_unescape(fields[4]),
-                fstype=rest[0],
-                source=_unescape(rest[1]),
-                super_options=tuple(split_options(rest[2])),
-            )
-        )
-    return entries
+    return _entries(mounts.parse_mountinfo(text))
 
 
-def read_mountinfo(path: str | os.PathLike[str] = "/proc/self/mountinfo") -> list[MountEntry]:
-    with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-        return parse_mountinfo(fh.read())
+def read_mountinfo(path: str | os.PathLike[str] = mounts.MOUNTINFO) -> list[MountEntry]:
+    """:func:`parse_mountinfo` of the file at ``path``; raises :class:`OSError` if unreadable."""
+    return _entries(mounts.read_mountinfo(path, strict=True))
 
 
 def mount_at(entries: list[MountEntry], mount_point: str) -> MountEntry | None:

@@ -3,8 +3,10 @@
 A relabel needs two things from it: the mount points inside a volume (not
 crossed unless asked), and, for a bind mount, which host directory it shows,
 so that a bind of a refused tree is refused wherever that tree lives
-(:func:`aliases`). Paths are ``str`` decoded with ``surrogateescape`` (any
-bytes round-trip through :func:`os.fsencode`).
+(:func:`aliases`). Context mounts (:mod:`mcslabel.relabeling.context_mounts`)
+read the file system type and super options of the same lines. Paths are
+``str`` decoded with ``surrogateescape`` (any bytes round-trip through
+:func:`os.fsencode`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,15 @@ class Mount(NamedTuple):
     device: str  # "major:minor" of the file system
     root: str  # the directory of that file system the mount shows ("/" for all of it)
     point: str  # where it is mounted
+    #: The kernel's mount id; -1 when the line does not have a number there.
+    mount_id: int = -1
+    #: File system type (``ext4``, ``fuse.sshfs``); "" when the line lacks the part after `` - ``.
+    fstype: str = ""
+    #: Mount source (device, server path, ``tmpfs``...), unescaped.
+    source: str = ""
+    #: The super options as the kernel prints them (comma-separated; quoted values may
+    #: hold commas: see :func:`mcslabel.relabeling.context_mounts.split_options`).
+    super_options: str = ""
 
 
 def unoctal(raw: str) -> str:
@@ -32,19 +43,48 @@ def unoctal(raw: str) -> str:
     return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), raw)
 
 
-def read_mountinfo(path: str = MOUNTINFO) -> list[Mount]:
-    """Every mount, in the kernel's order (a later mount hides an earlier one);
-    empty when the table cannot be read."""
-    mounts: list[Mount] = []
+def parse_line(line: str) -> Mount | None:
+    """The mount one mountinfo line describes; None for a line too short to hold one."""
+    head, sep, tail = line.rstrip("\n").partition(" - ")
+    fields = head.split(" ", 5)
+    if len(fields) < 5:
+        return None
+    mount_id = int(fields[0]) if fields[0].isascii() and fields[0].isdigit() else -1
+    rest = tail.split(" ", 2)
+    if not sep or len(rest) < 3:
+        return Mount(fields[2], unoctal(fields[3]), unoctal(fields[4]), mount_id)
+    fstype, source, options = rest
+    return Mount(
+        fields[2],
+        unoctal(fields[3]),
+        unoctal(fields[4]),
+        mount_id,
+        fstype,
+        unoctal(source),
+        options,
+    )
+
+
+def parse_mountinfo(text: str) -> list[Mount]:
+    """Every mount of a mountinfo text, in order (a later mount hides an earlier one)."""
+    return [m for m in map(parse_line, text.splitlines()) if m is not None]
+
+
+def read_mountinfo(
+    path: str | os.PathLike[str] = MOUNTINFO, *, strict: bool = False
+) -> list[Mount]:
+    """Every mount, in the kernel's order (a later mount hides an earlier one).
+
+    Empty when the table cannot be read, unless ``strict`` (then the
+    :class:`OSError` propagates).
+    """
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as fh:
-            for line in fh:
-                fields = line.split(" ", 5)
-                if len(fields) >= 5:
-                    mounts.append(Mount(fields[2], unoctal(fields[3]), unoctal(fields[4])))
+            return parse_mountinfo(fh.read())
     except OSError:
+        if strict:
+            raise
         return []
-    return mounts
 
 
 def _inside(path: str, tree: str) -> bool:
@@ -97,6 +137,8 @@ __all__ = [
     "Mount",
     "aliases",
     "holder",
+    "parse_line",
+    "parse_mountinfo",
     "points_under",
     "read_mountinfo",
     "unoctal",

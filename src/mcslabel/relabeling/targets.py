@@ -41,13 +41,7 @@ def target_context(
             raise InvalidInput("read_only picks the policy's ro_file type; not with a context")
         ctx = context if isinstance(context, Context) else Context.parse(context)
     else:
-        if isinstance(policy_root, PolicyRoot):
-            root = policy_root
-        elif policy_root is None:
-            root = PolicyRoot.installed()
-        else:
-            root = PolicyRoot.at(policy_root)
-        contexts = root.container_contexts()
+        contexts = PolicyRoot.coerce(policy_root).container_contexts()
         base = contexts.read_only_file if read_only else contexts.file
         if shared:
             lvl = Level(0)

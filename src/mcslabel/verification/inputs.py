@@ -204,9 +204,7 @@ def resolve_policy(
     if isinstance(policy, Policy):
         root = policy.root
         if policy_root is not None:
-            root = (
-                policy_root if isinstance(policy_root, PolicyRoot) else PolicyRoot.at(policy_root)
-            )
+            root = PolicyRoot.coerce(policy_root)
         return policy, root
     loaded = load_policy(policy_root, policy=policy)
     return loaded, loaded.root

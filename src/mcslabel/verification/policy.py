@@ -60,6 +60,16 @@ class PolicyRoot:
             raise PolicyError(f"policy root {root.path} is not a directory")
         return root
 
+    @classmethod
+    def coerce(cls, value: PolicyRoot | str | os.PathLike[str] | None) -> PolicyRoot:
+        """``value`` itself when it is a PolicyRoot, :meth:`at` a path, :meth:`installed` for None.
+
+        For APIs taking a ``policy_root`` argument in any of these forms.
+        """
+        if isinstance(value, PolicyRoot):
+            return value
+        return cls.installed() if value is None else cls.at(value)
+
     @property
     def policy_file(self) -> Path:
         """The newest ``policy/policy.NN`` in the root."""
@@ -160,15 +170,7 @@ def mls_facts(
     """
     from mcslabel.verification._sepol import mls_facts as read_facts
 
-    if isinstance(policy_root, PolicyRoot):
-        root: PolicyRoot | None = policy_root
-    elif policy_root is not None:
-        root = PolicyRoot.at(policy_root)
-    elif policy is None:
-        root = PolicyRoot.installed()
-    else:
-        root = None
-    path = (Path(policy) if policy is not None else _root_policy_file(root)).resolve()
+    _root, path = _policy_path(policy_root, policy)
     if not path.is_file():
         raise PolicyError(f"policy file {path} does not exist")
     _check_magic(str(path))
@@ -236,16 +238,7 @@ def load_policy(
     policy: str | os.PathLike[str] | None = None,
 ) -> Policy:
     """Load a binary policy: a given file, a policy root's, or the installed one."""
-    root: PolicyRoot | None
-    if isinstance(policy_root, PolicyRoot):
-        root = policy_root
-    elif policy_root is not None:
-        root = PolicyRoot.at(policy_root)
-    elif policy is None:
-        root = PolicyRoot.installed()
-    else:
-        root = None
-    path = (Path(policy) if policy is not None else _root_policy_file(root)).resolve()
+    root, path = _policy_path(policy_root, policy)
     try:
         st = path.stat()
     except OSError:
@@ -263,9 +256,16 @@ def clear_policy_cache() -> None:
     _load.cache_clear()
 
 
-def _root_policy_file(root: PolicyRoot | None) -> Path:
-    assert root is not None  # load_policy sets one when no policy file is given
-    return root.policy_file
+def _policy_path(
+    policy_root: str | os.PathLike[str] | PolicyRoot | None,
+    policy: str | os.PathLike[str] | None,
+) -> tuple[PolicyRoot | None, Path]:
+    """The policy root asked for (None for a bare policy file) and the policy file to read."""
+    if policy is None:
+        root = PolicyRoot.coerce(policy_root)
+        return root, root.policy_file.resolve()
+    root_or_none = None if policy_root is None else PolicyRoot.coerce(policy_root)
+    return root_or_none, Path(policy).resolve()
 
 
 #: The first four bytes of every kernel binary policy (POLICYDB_MAGIC, little-endian).

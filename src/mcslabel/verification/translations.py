@@ -254,13 +254,7 @@ def read_translations(path: str | os.PathLike[str], **bounds: int) -> Translatio
 
 def setrans_path(policy_root: PolicyRoot | str | os.PathLike[str] | None = None) -> Path:
     """``setrans.conf`` of a policy root (default: the installed policy's)."""
-    if isinstance(policy_root, PolicyRoot):
-        root = policy_root
-    elif policy_root is None:
-        root = PolicyRoot.installed()
-    else:
-        root = PolicyRoot.at(policy_root)
-    return root.path / "setrans.conf"
+    return PolicyRoot.coerce(policy_root).path / "setrans.conf"
 
 
 def load_translations(

@@ -17,6 +17,11 @@ from mcslabel.allocation.stores.base import (
 from mcslabel.errors import InvalidInput
 from mcslabel.level import Level
 
+# InsertResult(INSERTED, revision, record) without the named tuple's Python-level __new__:
+# built once per allocation.
+_new_result = tuple.__new__
+_INSERTED = InsertOutcome.INSERTED
+
 
 class MemoryStore:
     """A :class:`~mcslabel.allocation.stores.base.Store` held in a dict, guarded by one lock.
@@ -83,11 +88,12 @@ class MemoryStore:
             if generation != self._generation:
                 return InsertResult.refused(InsertOutcome.GENERATION_MOVED)
             # What _put_new does, without repeating the checks above.
-            stored = allocation.with_revision(self._bump(key))
+            revision = self._bump(key)
+            stored = allocation.with_revision(revision)
             self._records[key] = stored
             if name is not None:
                 self._names[name] = key
-            return InsertResult(InsertOutcome.INSERTED, stored.revision, stored)
+            return _new_result(InsertResult, (_INSERTED, revision, stored))
 
     def insert_custom(self, allocation: Allocation, check: CustomCheck) -> InsertResult:
         with self._lock:

@@ -11,7 +11,6 @@ down or reset to recover.
 from __future__ import annotations
 
 import contextlib
-import errno
 import json
 import os
 import sqlite3
@@ -19,9 +18,21 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Literal
-from urllib.parse import quote
 
+from mcslabel.allocation.stores._sqlite_file import (
+    DEFAULT_BUSY_TIMEOUT,
+    SCHEMA_VERSION,
+    SYSTEM_PATH,
+    Synchronous,
+    check_file,
+    check_owned,
+    check_path,
+    check_version,
+    connect,
+    default_path,
+    init_schema,
+    store_error,
+)
 from mcslabel.allocation.stores.base import (
     Allocation,
     Changes,
@@ -31,100 +42,9 @@ from mcslabel.allocation.stores.base import (
     Snapshot,
     record_key,
 )
-from mcslabel.errors import (
-    InvalidInput,
-    StoreCorrupt,
-    StoreError,
-    StoreNotFound,
-    StoreUnavailable,
-)
+from mcslabel.errors import InvalidInput, StoreCorrupt, StoreError, StoreNotFound
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
-
-#: Schema version this code writes; a newer file is refused, never downgraded.
-SCHEMA_VERSION = 1
-#: Where root keeps the host-wide registry.
-SYSTEM_PATH = Path("/var/lib/mcslabel/labels.db")
-#: Seconds a writer waits for another process's transaction before giving up.
-DEFAULT_BUSY_TIMEOUT = 30.0
-
-_SQLITE_MAGIC = b"SQLite format 3\x00"
-Synchronous = Literal["full", "normal"]
-
-_SCHEMA = """
-CREATE TABLE mcslabel_schema (version INTEGER NOT NULL);
-CREATE TABLE mcslabel_meta (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE allocations (
-    key TEXT PRIMARY KEY,
-    name TEXT UNIQUE,
-    record TEXT NOT NULL,
-    rev INTEGER NOT NULL
-);
-CREATE INDEX allocations_rev ON allocations (rev);
-CREATE TABLE tombstones (key TEXT PRIMARY KEY, rev INTEGER NOT NULL) WITHOUT ROWID;
-CREATE INDEX tombstones_rev ON tombstones (rev);
-INSERT INTO mcslabel_meta VALUES ('revision', 0), ('generation', 0);
-"""
-
-
-def default_path() -> Path:
-    """``/var/lib/mcslabel/labels.db`` for root, else ``$XDG_STATE_HOME/mcslabel/labels.db``."""
-    if os.geteuid() == 0:
-        return SYSTEM_PATH
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(state) / "mcslabel" / "labels.db"
-
-
-def _store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:
-    text = str(exc)
-    if isinstance(exc, sqlite3.OperationalError):
-        if "locked" in text or "busy" in text:
-            return StoreUnavailable(
-                f"SQLite store {path}: {doing}: {text} (another process holds it)"
-            )
-        hint = ""
-        if "readonly" in text or "unable to open" in text:
-            hint = " (the file or its directory is not writable, or is on a read-only mount)"
-        return StoreError(f"SQLite store {path}: {doing}: {text}{hint}")
-    if isinstance(exc, (sqlite3.ProgrammingError, sqlite3.InterfaceError)):
-        return StoreError(f"SQLite store {path}: {doing}: {text}")  # misuse, not damage
-    return StoreCorrupt(
-        f"SQLite store {path} is damaged ({text}) while {doing}; it was left untouched"
-    )
-
-
-def _check_path(path: Path) -> None:
-    text = str(path)
-    if "\x00" in text:
-        raise InvalidInput(f"SQLite store path {_q(text)} contains a NUL byte")
-    if not path.is_absolute():
-        raise InvalidInput(f"SQLite store path {_q(text)} must be absolute")
-    try:
-        encoded = os.fsencode(text)
-    except UnicodeError:
-        raise InvalidInput(f"SQLite store path {_q(text)} cannot be encoded") from None
-    if len(encoded) >= 4096:
-        raise InvalidInput(f"SQLite store path {_q(text)} is longer than PATH_MAX")
-    if any(len(part) > 255 for part in encoded.split(b"/")):
-        raise InvalidInput(f"SQLite store path {_q(text)} has a component over 255 bytes")
-
-
-def _path_error(path: Path, doing: str, exc: OSError) -> StoreError:
-    """A typed error for an OSError met on ``path``; bad paths are InvalidInput too."""
-    reason = exc.strerror or str(exc)
-    message = f"cannot {doing} SQLite store {path}: {reason}"
-    if exc.errno in (errno.ENAMETOOLONG, errno.ENOTDIR, errno.EEXIST, errno.ELOOP, errno.EINVAL):
-        return StoreNotFound(message + " (not a usable path)")
-    return StoreError(message)
-
-
-def _on_read_only_mount(path: Path) -> bool:
-    try:
-        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
-    except OSError:
-        return False
 
 
 class SQLiteStore:
@@ -152,157 +72,35 @@ class SQLiteStore:
         if not isinstance(path, (str, os.PathLike, type(None))):
             raise InvalidInput(f"SQLite store path must be a path, not {_q(path)}")
         self.path = Path(path) if path is not None else default_path()
-        _check_path(self.path)
+        check_path(self.path)
         self.synchronous: Synchronous = synchronous
         #: Opened for reading only: writes raise StoreError, nothing is created.
         self.read_only = bool(read_only)
         self._lock = threading.RLock()
         self._closed = False
-        exists = self._check_file(create=create and not read_only)
+        exists = check_file(self.path, create=create and not read_only, read_only=self.read_only)
         if not exists and self.read_only:
             raise StoreNotFound(f"no SQLite store at {self.path} (nothing to read)")
         try:
-            self._conn = self._connect(busy_timeout)
+            self._conn = connect(self.path, busy_timeout, read_only=self.read_only)
         except sqlite3.Error as exc:
-            raise _store_error(exc, self.path, "opening") from None
+            raise store_error(exc, self.path, "opening") from None
         try:
             self._conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
             # Identify the file before anything that writes to it (WAL switch included).
-            self._check_owned()
+            check_owned(self._conn, self.path)
             if self.read_only:
-                self._check_version()
+                check_version(self._conn, self.path)
             else:
                 self._conn.execute("PRAGMA journal_mode = WAL").fetchone()
                 self._conn.execute(f"PRAGMA synchronous = {synchronous.upper()}")
-                self._init_schema()
+                init_schema(self._conn, self.path)
         except sqlite3.Error as exc:
             self._conn.close()
-            raise _store_error(exc, self.path, "opening") from None
+            raise store_error(exc, self.path, "opening") from None
         except StoreError:
             self._conn.close()
             raise
-
-    # --- opening --------------------------------------------------------
-
-    def _connect(self, busy_timeout: float) -> sqlite3.Connection:
-        def connect(target: str | Path, uri: bool = False) -> sqlite3.Connection:
-            return sqlite3.connect(
-                target,
-                timeout=busy_timeout,
-                isolation_level=None,
-                check_same_thread=False,
-                uri=uri,
-            )
-
-        if not self.read_only:
-            return connect(self.path)
-        uri = "file:" + quote("/" + str(self.path).lstrip("/"))
-        conn = connect(uri + "?mode=ro", uri=True)
-        try:
-            conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            return conn
-        except sqlite3.OperationalError:
-            conn.close()
-            if not _on_read_only_mount(self.path):
-                raise
-        # A WAL database on a read-only mount cannot get its -shm file: nobody can
-        # write there either, so reading it as immutable is exact.
-        return connect(uri + "?immutable=1", uri=True)
-
-    def _check_file(self, *, create: bool) -> bool:
-        """Whether the file exists (checking what it is); prepares its directory if asked."""
-        path = self.path
-        try:
-            if path.is_dir():
-                raise StoreError(f"SQLite store path {path} is a directory, not a database file")
-            if path.exists():
-                if not path.is_file():  # a FIFO or device would block or fail obscurely on open
-                    raise StoreError(f"SQLite store path {path} is not a regular file")
-                with path.open("rb") as fh:
-                    head = fh.read(len(_SQLITE_MAGIC))
-                if head and head != _SQLITE_MAGIC:
-                    raise StoreCorrupt(
-                        f"{path} is not an SQLite database (bad header); it was left untouched"
-                    )
-                return True
-        except OSError as exc:
-            raise _path_error(path, "read", exc) from None
-        if not create:
-            if self.read_only:
-                return False
-            raise StoreNotFound(
-                f"no SQLite store at {path}; pass create=True (CLI: --create-store) to create one"
-            )
-        try:
-            path.parent.mkdir(
-                mode=0o755 if os.geteuid() == 0 else 0o700, parents=True, exist_ok=True
-            )
-        except OSError as exc:
-            raise _path_error(path, "create the directory of", exc) from None
-        if not os.access(path.parent, os.W_OK | os.X_OK):
-            raise StoreError(f"cannot create SQLite store {path}: directory is not writable")
-        return False
-
-    def _tables(self) -> set[str]:
-        rows = self._conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        return {row[0] for row in rows}
-
-    def _check_owned(self) -> None:
-        tables = self._tables()
-        if tables and "mcslabel_schema" not in tables:
-            raise StoreCorrupt(
-                f"{self.path} is an SQLite database but not an mcslabel store"
-                f" (tables: {', '.join(sorted(tables))[:80]}); it was left untouched"
-            )
-
-    def _check_version(self) -> None:
-        if "mcslabel_schema" not in self._tables():
-            raise StoreCorrupt(f"{self.path} is an empty SQLite database, not an mcslabel store")
-        self._check_schema_version()
-
-    def _init_schema(self) -> None:
-        conn = self._conn
-        tables = {
-            row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-        }
-        if "mcslabel_schema" not in tables:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                tables = {
-                    row[0]
-                    for row in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")
-                }
-                if not tables:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            conn.execute(statement)
-                    conn.execute("INSERT INTO mcslabel_schema VALUES (?)", (SCHEMA_VERSION,))
-                    conn.execute("COMMIT")
-                    return
-                conn.execute("ROLLBACK")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
-            if "mcslabel_schema" not in tables:
-                raise StoreCorrupt(
-                    f"{self.path} is an SQLite database but not an mcslabel store"
-                    f" (tables: {', '.join(sorted(tables))[:80]}); it was left untouched"
-                )
-        self._check_schema_version()
-
-    def _check_schema_version(self) -> None:
-        rows = self._conn.execute("SELECT version FROM mcslabel_schema").fetchall()
-        if len(rows) != 1 or not isinstance(rows[0][0], int):
-            raise StoreCorrupt(f"{self.path}: the schema version table is damaged; left untouched")
-        version = rows[0][0]
-        if version > SCHEMA_VERSION:
-            raise StoreError(
-                f"{self.path} has schema version {version}, newer than this mcslabel"
-                f" understands ({SCHEMA_VERSION}); upgrade mcslabel"
-            )
-        if version < 1:
-            raise StoreCorrupt(f"{self.path}: schema version {version} is invalid; left untouched")
 
     # --- plumbing -------------------------------------------------------
 
@@ -331,7 +129,7 @@ class SQLiteStore:
                     # SQLite has rolled back itself when the connection is unusable.
                     with contextlib.suppress(sqlite3.Error):
                         conn.execute("ROLLBACK")
-                raise _store_error(exc, self.path, doing) from None
+                raise store_error(exc, self.path, doing) from None
 
     def _meta(self, conn: sqlite3.Connection) -> tuple[int, int]:
         values = dict(conn.execute("SELECT name, value FROM mcslabel_meta").fetchall())
