@@ -98,6 +98,10 @@ def cli(*argv: str) -> None:
     )
 
 
+def interpreter() -> None:
+    subprocess.run([sys.executable, "-c", "pass"], check=True, env=CLI_ENV)
+
+
 def chcon(root: Path, context: str) -> None:
     subprocess.run(["chcon", "-R", context, str(root)], check=True)
 
@@ -151,6 +155,7 @@ def main() -> int:
     peer: dict[str, list[float]] = {k: [] for k in TARGETS}
     proc_cpu: dict[str, list[float]] = {k: [] for k in TARGETS}
     peer_cpu: dict[str, list[float]] = {k: [] for k in TARGETS}
+    bare: list[float] = []  # `python -c pass` (site and its .pth files included)
     try:
         tree = scratch / "tree"
         t = timed(lambda: make_tree(tree, dirs, per_dir))
@@ -218,6 +223,8 @@ def main() -> int:
             proc_cpu["marker"].append(CPU[0])
             peer["marker"].append(timed(lambda: chcon(tree, ctx)))
             peer_cpu["marker"].append(CPU[0])
+            # the floor of any whole process: this interpreter starting and ending
+            bare.append(timed(interpreter))
 
         for i in range(rounds):
             one_round(i)
@@ -241,6 +248,11 @@ def main() -> int:
                 f"{NAMES[case]:28s} {c:8.3f}s {a:8.3f}s {a / c:5.2f}x {b:8.3f}s {b / c:5.2f}x"
                 f" {'<=' + str(limit):>7s} {'ok' if ok else 'MISSED':6s} {cpu:8.2f}x"
             )
+        floor = med(bare)
+        print(
+            f"(interpreter start alone, `python -c pass`: {floor:.3f}s ="
+            f" {floor / med(peer['marker']):.2f}x of chcon -R; part of every process figure)"
+        )
         print(f"(load average now: {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores)")
 
         print("\npeak RSS of one relabel (child process, MiB):")

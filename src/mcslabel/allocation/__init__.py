@@ -14,8 +14,41 @@ integrations or the CLI.
 
 from __future__ import annotations
 
-from mcslabel.allocation.allocator import Allocator, Discovered, GcEvent
-from mcslabel.allocation.stores import STORE_ENV, Allocation, Store, open_store, store_url
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it, imported on first access: asking
+# the store who holds a level does not load the allocator.
+_LAZY = {
+    "Allocator": "mcslabel.allocation.allocator",
+    "Discovered": "mcslabel.allocation.allocator",
+    "GcEvent": "mcslabel.allocation.allocator",
+    "holding": "mcslabel.allocation.lookup",
+    "STORE_ENV": "mcslabel.allocation.stores",
+    "Allocation": "mcslabel.allocation.stores",
+    "Store": "mcslabel.allocation.stores",
+    "open_store": "mcslabel.allocation.stores",
+    "store_url": "mcslabel.allocation.stores",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from mcslabel.allocation.allocator import Allocator, Discovered, GcEvent
+    from mcslabel.allocation.lookup import holding
+    from mcslabel.allocation.stores import STORE_ENV, Allocation, Store, open_store, store_url
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "STORE_ENV",
@@ -24,6 +57,7 @@ __all__ = [
     "Discovered",
     "GcEvent",
     "Store",
+    "holding",
     "open_store",
     "store_url",
 ]

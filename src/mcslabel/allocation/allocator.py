@@ -35,7 +35,6 @@ from mcslabel.allocation._checks import (
     check_ttl,
     checked_time,
     is_pair,
-    observed_level,
     single_level,
 )
 from mcslabel.allocation._reservation import ReservationOperations
@@ -46,6 +45,7 @@ from mcslabel.allocation.discovery import (
     collect_garbage,
     reserve_processes,
 )
+from mcslabel.allocation.lookup import holding
 from mcslabel.allocation.stores.base import (
     Allocation,
     InsertOutcome,
@@ -311,7 +311,7 @@ class Allocator(ReservationOperations):
 
     def get(self, level: Level | LevelRange | str, *, in_use: bool = False) -> Allocation | None:
         """The allocation holding exactly ``level`` (or its in-use record), or None."""
-        return self.store.get(observed_level(level), in_use=in_use)
+        return holding(self.store, level, in_use=in_use)
 
     def allocations(self) -> list[Allocation]:
         """Every record (allocations and levels in use), sorted by level."""

@@ -126,6 +126,37 @@ def _die_of_sigpipe() -> None:
     os.kill(os.getpid(), signal.SIGPIPE)
 
 
+#: Commands whose process ends without the interpreter's teardown (:func:`_exit_now`).
+QUICK_EXIT = frozenset({"relabel", "restore"})
+
+
+def _exit_now(code: int) -> None:
+    """End the process at once with ``code``, skipping the interpreter's teardown.
+
+    The teardown frees every object of every loaded module one by one: about
+    15 ms of CPU after a relabel, a fifth of a marker-trusted run. The
+    commands of :data:`QUICK_EXIT` close what they open (journal, store) before
+    :func:`main` returns, so nothing is left for it to do: output is flushed
+    and ``atexit`` handlers run here first. Returns (to the normal exit) when
+    another non-daemon thread is alive or the output cannot be flushed.
+    """
+    import atexit
+    import threading
+
+    main_thread = threading.main_thread()
+    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+        return
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        _die_of_sigpipe()
+    except (OSError, ValueError):
+        return  # the normal exit reports it, as it would have
+    atexit._run_exitfuncs()
+    os._exit(code)
+
+
 def entry_point() -> None:  # pragma: no cover - thin wrapper for console_scripts
     try:
         code = main()
@@ -133,7 +164,9 @@ def entry_point() -> None:  # pragma: no cover - thin wrapper for console_script
         code = 128 + signal.SIGINT
     if code == EXIT_PIPE:
         _die_of_sigpipe()
+    if _command_of(sys.argv[1:]) in QUICK_EXIT:
+        _exit_now(code)
     sys.exit(code)
 
 
-__all__ = ["COMMANDS", "EXIT_OK", "build_parser", "entry_point", "main"]
+__all__ = ["COMMANDS", "EXIT_OK", "QUICK_EXIT", "build_parser", "entry_point", "main"]

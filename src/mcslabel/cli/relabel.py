@@ -173,7 +173,7 @@ def _check_held(args: argparse.Namespace) -> None:
         if args.require_held:
             raise InvalidInput("--require-held: no store to check the level against")
         return
-    from mcslabel.allocation import Allocator, open_store
+    from mcslabel.allocation import holding, open_store
     from mcslabel.cli.alloc import _default_owner as default_owner
     from mcslabel.errors import StoreError
     from mcslabel.level import Level
@@ -183,10 +183,8 @@ def _check_held(args: argparse.Namespace) -> None:
     try:
         store = open_store(url)
         try:
-            # Only reading: a category space just big enough for the level keeps the
-            # allocator from building its free-pair index for the whole policy.
-            size = max([2, *(c + 1 for c in level.categories)])
-            held = Allocator(store, categories=size).get(level)
+            # Only reading: the store's record, without loading the allocator.
+            held = holding(store, level)
         finally:
             store.close()
     except StoreError as exc:
@@ -262,7 +260,7 @@ def _relabel(args: argparse.Namespace) -> int:
 
 def _restore(args: argparse.Namespace) -> int:
     from mcslabel.errors import RefusedPath
-    from mcslabel.relabeling.engine import restore
+    from mcslabel.relabeling.restoration import restore  # not engine: no policy root needed
 
     bar = None
     if wanted(args):

@@ -18,12 +18,52 @@ Modules: :mod:`~mcslabel.relabeling.engine` (:func:`relabel`),
 
 from __future__ import annotations
 
-from mcslabel.relabeling.engine import relabel
-from mcslabel.relabeling.journal import journal_files, read_journal, remove_journal
-from mcslabel.relabeling.refusals import RefusedPaths, refusal_reason
-from mcslabel.relabeling.restoration import restore
-from mcslabel.relabeling.results import FileError, RelabelProgress, RelabelResult, RestoreResult
-from mcslabel.relabeling.targets import target_context
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it, imported on first access: the
+# marker's fast path and ``mcslabel restore`` load only the modules they use.
+_LAZY = {
+    "FileError": "mcslabel.relabeling.results",
+    "RelabelProgress": "mcslabel.relabeling.results",
+    "RelabelResult": "mcslabel.relabeling.results",
+    "RestoreResult": "mcslabel.relabeling.results",
+    "RefusedPaths": "mcslabel.relabeling.refusals",
+    "refusal_reason": "mcslabel.relabeling.refusals",
+    "journal_files": "mcslabel.relabeling.journal",
+    "read_journal": "mcslabel.relabeling.journal",
+    "remove_journal": "mcslabel.relabeling.journal",
+    "relabel": "mcslabel.relabeling.engine",
+    "restore": "mcslabel.relabeling.restoration",
+    "target_context": "mcslabel.relabeling.targets",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from mcslabel.relabeling.engine import relabel
+    from mcslabel.relabeling.journal import journal_files, read_journal, remove_journal
+    from mcslabel.relabeling.refusals import RefusedPaths, refusal_reason
+    from mcslabel.relabeling.restoration import restore
+    from mcslabel.relabeling.results import (
+        FileError,
+        RelabelProgress,
+        RelabelResult,
+        RestoreResult,
+    )
+    from mcslabel.relabeling.targets import target_context
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "FileError",

@@ -11,17 +11,51 @@ internals, relabeling, integrations or the CLI; stores are taken as values
 
 from __future__ import annotations
 
-from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
-from mcslabel.verification.verifier import (
-    DEFAULT_PATHS,
-    Check,
-    McsResult,
-    MustBlock,
-    PathResult,
-    Reason,
-    Report,
-    verify,
-)
+import importlib
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it, imported on first access: a
+# relabel needs only ``PolicyRoot`` and must not load SETools or libsepol.
+_LAZY = {
+    "Policy": "mcslabel.verification.policy",
+    "PolicyRoot": "mcslabel.verification.policy",
+    "load_policy": "mcslabel.verification.policy",
+    "DEFAULT_PATHS": "mcslabel.verification.verifier",
+    "Check": "mcslabel.verification.verifier",
+    "McsResult": "mcslabel.verification.verifier",
+    "MustBlock": "mcslabel.verification.verifier",
+    "PathResult": "mcslabel.verification.verifier",
+    "Reason": "mcslabel.verification.verifier",
+    "Report": "mcslabel.verification.verifier",
+    "verify": "mcslabel.verification.verifier",
+}
+
+if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
+    from mcslabel.verification.policy import Policy, PolicyRoot, load_policy
+    from mcslabel.verification.verifier import (
+        DEFAULT_PATHS,
+        Check,
+        McsResult,
+        MustBlock,
+        PathResult,
+        Reason,
+        Report,
+        verify,
+    )
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value  # later lookups skip __getattr__
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "DEFAULT_PATHS",
