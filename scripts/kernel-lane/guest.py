@@ -309,6 +309,15 @@ def main() -> int:
         log(f"error: {exc!r}")
         with contextlib.suppress(OSError):
             setenforce(False)
+    if plan.get("docker") and "skipped" not in plan["docker"] and out.get("policy_loaded"):
+        sys.path.insert(0, str(HERE))  # -I leaves the script's directory out
+        import docker_stage
+
+        log("docker stage")
+        out["docker"] = docker_stage.run(
+            plan["docker"], log, valid_context, SecurityServer().allowed
+        )
+        log(f"docker stage done in {out['docker'].get('timings', {}).get('stage')}s")
     Path(sys.argv[2]).write_text(json.dumps(out, indent=1))
     log("wrote guest results")
     return 0

@@ -46,7 +46,16 @@ done
 (cd "$ir" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$out/initramfs.cpio.gz"
 log "kernel $kver, initramfs $(du -k "$out/initramfs.cpio.gz" | cut -f1) KiB"
 
-.venv/bin/python scripts/kernel-lane/lane.py plan "$out/plan.json" --policy-root "$policy_root"
+# The docker stage's image, exported for the guest's dockerd (KERNEL_LANE_DOCKER=0 skips the stage).
+docker_args=()
+if [ "${KERNEL_LANE_DOCKER:-1}" = 0 ]; then
+  docker_args=(--docker-skip "KERNEL_LANE_DOCKER=0")
+elif docker save mcslabel-busybox:test -o "$out/busybox.tar" 2>"$out/docker-save.err"; then
+  docker_args=(--docker-image-tar "$out/busybox.tar")
+else
+  docker_args=(--docker-skip "docker save mcslabel-busybox:test failed on the host: $(tail -n 1 "$out/docker-save.err")")
+fi
+.venv/bin/python scripts/kernel-lane/lane.py plan "$out/plan.json" --policy-root "$policy_root" "${docker_args[@]}"
 
 log "booting (TCG, timeout ${boot_timeout}s); console in $out/console.log"
 boot_start=$(date +%s)
@@ -56,7 +65,8 @@ timeout --kill-after=10 "$boot_timeout" qemu-system-x86_64 \
   -kernel "/boot/vmlinuz-$kver" -initrd "$out/initramfs.cpio.gz" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
   -virtfs "local,path=$out,mount_tag=laneout,security_model=passthrough" \
-  -append "console=ttyS0 security=selinux selinux=1 enforcing=0 panic=-1 quiet loglevel=4 log_buf_len=16M audit_backlog_limit=65536 mcslabel.repo=$repo mcslabel.timeout=$((boot_timeout - 60))" \
+  -virtfs local,path=/,mount_tag=enginefs,security_model=passthrough,readonly=on,multidevs=remap \
+  -append "${KERNEL_LANE_APPEND:-} console=ttyS0 security=selinux selinux=1 enforcing=0 panic=-1 quiet loglevel=4 log_buf_len=16M audit_backlog_limit=65536 mcslabel.repo=$repo mcslabel.timeout=$((boot_timeout - 60))" \
   < /dev/null > "$out/console.log" 2>&1
 qemu_status=$?
 set -e
