@@ -51,6 +51,9 @@ DISCOVERY = {"categories": 16, "levels": ["s0:c5", "s0:c8,c9,c10", "s0:c11,c12"]
 DISCOVERY_COMPARABLE = ["s0:c13,c14", "s0:c13"]
 # The image the docker stage runs (run.sh exports it with docker save).
 DOCKER_IMAGE = "mcslabel-busybox:test"
+# Directories of the docker stage's engine, labeled as file_contexts says.
+DOCKER_PATHS = ("/", "/run", "/run/docker", "/run/containerd", "/var/lib/docker", "/etc/docker",
+                "/tmp", "/dev")  # fmt: skip
 # The docker stage's checks; each must be reported ok (docker_stage.py).
 DOCKER_CHECKS = (
     "engine_in_its_domain", "random_level_assigned", "random_level_inside",
@@ -158,15 +161,23 @@ def plan(args: argparse.Namespace) -> int:
 
 def _docker_plan(args: argparse.Namespace) -> dict[str, Any]:
     """What the guest's docker stage needs (docker_stage.py), or why it is skipped."""
+    from mcslabel import verify
+
     if not args.docker_image_tar:
         return {"skipped": args.docker_skip or "no image exported for the guest"}
+    # The engine's directories get the labels this policy gives them on a host.
+    with tempfile.TemporaryDirectory() as empty:
+        report = verify(policy_root=args.policy_root or None, paths=list(DOCKER_PATHS),
+                        root=empty, perms={"file": ["read"]}, classes=["file"])  # fmt: skip
+    labels = {p["path"]: p["context"] for p in report.to_dict()["paths"]}
     return {
+        "labels": labels,
         "image": DOCKER_IMAGE,
         "image_tar": str(Path(args.docker_image_tar).resolve()),
         "mount_tag": "enginefs",  # run.sh: the host's root again, for context=bin_t
         "exec_type": "bin_t",
-        # The engine's domain: refpolicy's, then Fedora's and CentOS's.
-        "engine_types": ["container_engine_t", "container_runtime_t"],
+        # The engine's domain: Fedora's and CentOS's (a file type on refpolicy), then refpolicy's.
+        "engine_types": ["container_runtime_t", "container_engine_t"],
         "mcslabel": str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "mcslabel"),
     }
 
@@ -452,6 +463,9 @@ def _summary(doc: dict[str, Any]) -> None:
               f"{dk.get('timings', {}).get('stage')}s")  # fmt: skip
         for c in checks:
             print(f"[lane]   {'ok  ' if c['ok'] else 'FAIL'} {c['name']}")
+        if dk.get("masked_paths_dropped"):
+            m = dk["masked_paths_dropped"]
+            print(f"[lane]   runc-lane dropped the masked paths {m['paths']}: {m['why']}")
     for p in doc["problems"][:40]:
         print(f"[lane] FAIL {p}")
     if len(doc["problems"]) > 40:
