@@ -133,8 +133,18 @@ class Stage:
                     sys.stdout.flush()
                     sys.stderr.flush()
                 os._exit(status)
-        _, code = os.waitpid(pid, 0)
-        status = os.waitstatus_to_exitcode(code)
+        deadline = time.monotonic() + CMD_WAIT
+        while True:
+            got, code = os.waitpid(pid, os.WNOHANG)
+            if got:
+                status = os.waitstatus_to_exitcode(code)
+                break
+            if time.monotonic() > deadline:  # never hang the guest on one command
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                status = -9
+                break
+            time.sleep(0.2)
         stdout, stderr = out.read_text(), err.read_text()
         self.result["commands"].append(
             {"argv": ["mcslabel", *argv], "status": status, "stdout": stdout[-2000:],
