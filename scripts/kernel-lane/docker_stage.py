@@ -219,6 +219,11 @@ class Stage:
         ):
             (run / sub).mkdir()
             os.setxattr(run / sub, "security.selinux", context.encode())
+        # The repository (runc-lane, mcslabel's sources) at its host path, wherever it is.
+        repo = spec["repo"].rstrip("/")
+        if not self.host(repo).is_dir():
+            self.host(repo).mkdir(parents=True)
+            self.mount("--bind", str(ENGINE_FS / repo.lstrip("/")), str(self.host(repo)))
         os.makedirs(self.host(JOURNALS))
         subprocess.run(["modprobe", "overlay"], check=True)
         (run / "config" / "containerd.toml").write_text(
@@ -575,7 +580,7 @@ def run(spec: dict[str, Any], log: Any, valid: Any, allowed: Any) -> dict[str, A
         import traceback
 
         stage.result["error"] = traceback.format_exc()
-        stage.check("stage_completed", False, repr(exc))
+        stage.check("stage_completed", False, f"{type(exc).__name__}: {exc}")
     finally:
         with contextlib.suppress(OSError):
             write(SELINUXFS / "enforce", "0")

@@ -178,7 +178,7 @@ def _docker_plan(args: argparse.Namespace) -> dict[str, Any]:
         "exec_type": "bin_t",
         # The engine's domain: Fedora's and CentOS's (a file type on refpolicy), then refpolicy's.
         "engine_types": ["container_runtime_t", "container_engine_t"],
-        "mcslabel": str(Path(__file__).resolve().parents[2] / ".venv" / "bin" / "mcslabel"),
+        "repo": str(Path(__file__).resolve().parents[2]),
     }
 
 
