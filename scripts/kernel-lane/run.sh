@@ -3,6 +3,9 @@
 # root read-only over 9p, load the policy, and put every verify answer to the
 # kernel in enforcing mode. Usage: run.sh [POLICY_ROOT]
 # Writes build/kernel-report.json; exit 0 only when every check agrees.
+# Environment: KERNEL_LANE_TIMEOUT (seconds, default 900), KERNEL_LANE_DOCKER=0
+# (skip the docker stage; the report says so), KERNEL_LANE_APPEND (extra kernel
+# command line, e.g. mcslabel.script=/abs/path/to/another-guest-script.sh).
 set -euo pipefail
 policy_root=""
 if [ -n "${1:-}" ]; then
