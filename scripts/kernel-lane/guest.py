@@ -7,7 +7,8 @@ container domain while permissive, switches to enforcing, lets each probe run
 its syscalls, and writes what the kernel answered to ``guest.json``: each
 test's outcome, the kernel's own access vector for every cell (the security
 server behind ``/sys/fs/selinux/access``), the AVC lines, the MCS-for-real and
-discovery sections. ``lane.py report`` on the host compares.
+discovery sections; then the Docker stage (``docker_stage.py``) adds its
+``docker`` section. ``lane.py report`` on the host compares.
 """
 
 from __future__ import annotations
@@ -309,6 +310,16 @@ def main() -> int:
         log(f"error: {exc!r}")
         with contextlib.suppress(OSError):
             setenforce(False)
+    Path(sys.argv[2]).write_text(json.dumps(out, indent=1))  # kept if the stage times out
+    if plan.get("docker") and "skipped" not in plan["docker"] and out.get("policy_loaded"):
+        sys.path.insert(0, str(HERE))  # -I leaves the script's directory out
+        import docker_stage
+
+        log("docker stage")
+        out["docker"] = docker_stage.run(
+            plan["docker"], log, valid_context, SecurityServer().allowed
+        )
+        log(f"docker stage done in {out['docker'].get('timings', {}).get('stage')}s")
     Path(sys.argv[2]).write_text(json.dumps(out, indent=1))
     log("wrote guest results")
     return 0

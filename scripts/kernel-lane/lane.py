@@ -49,6 +49,19 @@ DISCOVERY = {"categories": 16, "levels": ["s0:c5", "s0:c8,c9,c10", "s0:c11,c12"]
 # but must record it in use so that no s0:c13,cN pair is handed out. This once
 # leaked 13 such pairs (reported as XFAIL then); now a regression fails the lane.
 DISCOVERY_COMPARABLE = ["s0:c13,c14", "s0:c13"]
+# The image the docker stage runs (run.sh exports it with docker save).
+DOCKER_IMAGE = "mcslabel-busybox:test"
+# Directories of the docker stage's engine, labeled as file_contexts says.
+DOCKER_PATHS = ("/", "/run", "/run/docker", "/run/containerd", "/var/lib/docker", "/etc/docker",
+                "/tmp", "/dev")  # fmt: skip
+# The docker stage's checks; each must be reported ok (docker_stage.py).
+DOCKER_CHECKS = (
+    "engine_in_its_domain", "random_level_assigned", "random_level_inside",
+    "sync_records_random_level", "random_level_not_free", "allocate_avoids_random_level",
+    "container_b_at_allocated_level", "container_b_reads_own_volume",
+    "container_a_at_allocated_level", "container_a_reads_own_volume", "levels_apart",
+    "container_a_denied_volume_b", "enforcing_throughout", "security_server_denies_a_on_b",
+)  # fmt: skip
 
 
 def _paths(policy_root: str | None, root: str) -> list[str]:
@@ -136,6 +149,7 @@ def plan(args: argparse.Namespace) -> int:
             "comparable_levels": DISCOVERY_COMPARABLE,
             "expected_free": expected_free,
         },
+        "docker": _docker_plan(args),
         "plan_seconds": round(time.monotonic() - t0, 1),
     }
     Path(args.out).write_text(json.dumps(doc_out, indent=1))
@@ -143,6 +157,29 @@ def plan(args: argparse.Namespace) -> int:
     print(f"[lane] plan: {n} cells from verify ({len(paths)} paths, {len(PROBES)} levels), "
           f"policy {policy_file}, {doc_out['plan_seconds']}s")  # fmt: skip
     return 0
+
+
+def _docker_plan(args: argparse.Namespace) -> dict[str, Any]:
+    """What the guest's docker stage needs (docker_stage.py), or why it is skipped."""
+    from mcslabel import verify
+
+    if not args.docker_image_tar:
+        return {"skipped": args.docker_skip or "no image exported for the guest"}
+    # The engine's directories get the labels this policy gives them on a host.
+    with tempfile.TemporaryDirectory() as empty:
+        report = verify(policy_root=args.policy_root or None, paths=list(DOCKER_PATHS),
+                        root=empty, perms={"file": ["read"]}, classes=["file"])  # fmt: skip
+    labels = {p["path"]: p["context"] for p in report.to_dict()["paths"]}
+    return {
+        "labels": labels,
+        "image": DOCKER_IMAGE,
+        "image_tar": str(Path(args.docker_image_tar).resolve()),
+        "mount_tag": "enginefs",  # run.sh: the host's root again, for context=bin_t
+        "exec_type": "bin_t",
+        # The engine's domain: Fedora's and CentOS's (a file type on refpolicy), then refpolicy's.
+        "engine_types": ["container_runtime_t", "container_engine_t"],
+        "repo": str(Path(__file__).resolve().parents[2]),
+    }
 
 
 def _cell(i: int, section: str, key: str, context: str, check: dict[str, Any]) -> dict[str, Any]:
@@ -232,7 +269,7 @@ def report(args: argparse.Namespace) -> int:
 
     doc["mcs"] = _mcs_section(the_plan, guest, by_name, problems)
     doc["discovery"] = _discovery_section(the_plan, guest, problems)
-    doc["docker"] = {"skipped": "not implemented in this lane yet; see docs/kernel.md"}
+    doc["docker"] = _docker_section(the_plan, guest, problems)
     doc["problems"] = problems
     doc["ok"] = not problems
     Path(args.report).write_text(json.dumps(doc, indent=1))
@@ -364,6 +401,29 @@ def _discovery_section(
     }
 
 
+def _docker_section(
+    the_plan: dict[str, Any], guest: dict[str, Any], problems: list[str]
+) -> dict[str, Any]:
+    planned = the_plan.get("docker") or {"skipped": "no docker stage in the plan"}
+    if "skipped" in planned:
+        return {"skipped": planned["skipped"]}
+    d = guest.get("docker")
+    if not d:
+        problems.append("docker: the stage did not run (see the console log)")
+        return {"skipped": "the guest did not run the stage"}
+    if "skipped" in d:
+        problems.append(f"docker: skipped in the guest: {d['skipped']}")
+        return d
+    got = {c["name"]: c for c in d["checks"]}
+    for c in d["checks"]:
+        if not c["ok"]:
+            problems.append(f"docker: {c['name']} failed: {str(c['detail'])[:300]}")
+    for name in DOCKER_CHECKS:
+        if name not in got:
+            problems.append(f"docker: {name} was not checked")
+    return {"ok": all(c["ok"] for c in d["checks"]) and set(DOCKER_CHECKS) <= set(got), **d}
+
+
 def _summary(doc: dict[str, Any]) -> None:
     v = doc["verify_vs_kernel"]
     print(f"[lane] kernel {doc.get('kernel')}, policy {doc['policy']}, LSM {doc.get('lsm')}")
@@ -393,6 +453,19 @@ def _summary(doc: dict[str, Any]) -> None:
         print(f"[lane] discovery, live levels comparable with each other {k['levels']}: "
               f"outcomes {k['outcomes']}, recorded in use {k['recorded_in_use']}, "
               f"{len(k['allocated_comparable'])} allocated levels comparable to them")  # fmt: skip
+    dk = doc.get("docker") or {}
+    if "skipped" in dk:
+        print(f"[lane] docker: skipped ({dk['skipped']})")
+    elif dk:
+        checks = dk.get("checks", [])
+        print(f"[lane] docker (engine {dk.get('engine', {})}): "
+              f"{sum(c['ok'] for c in checks)}/{len(checks)} checks ok in "
+              f"{dk.get('timings', {}).get('stage')}s")  # fmt: skip
+        for c in checks:
+            print(f"[lane]   {'ok  ' if c['ok'] else 'FAIL'} {c['name']}")
+        if dk.get("masked_paths_dropped"):
+            m = dk["masked_paths_dropped"]
+            print(f"[lane]   runc-lane dropped the masked paths {m['paths']}: {m['why']}")
     for p in doc["problems"][:40]:
         print(f"[lane] FAIL {p}")
     if len(doc["problems"]) > 40:
@@ -406,6 +479,8 @@ def main() -> int:
     p = sub.add_parser("plan")
     p.add_argument("out")
     p.add_argument("--policy-root", default="")
+    p.add_argument("--docker-image-tar", default="")
+    p.add_argument("--docker-skip", default="", help="why there is no docker stage")
     r = sub.add_parser("report")
     r.add_argument("plan")
     r.add_argument("guest")

@@ -3,6 +3,9 @@
 # root read-only over 9p, load the policy, and put every verify answer to the
 # kernel in enforcing mode. Usage: run.sh [POLICY_ROOT]
 # Writes build/kernel-report.json; exit 0 only when every check agrees.
+# Environment: KERNEL_LANE_TIMEOUT (seconds, default 900), KERNEL_LANE_DOCKER=0
+# (skip the docker stage; the report says so), KERNEL_LANE_APPEND (extra kernel
+# command line, e.g. mcslabel.script=/abs/path/to/another-guest-script.sh).
 set -euo pipefail
 policy_root=""
 if [ -n "${1:-}" ]; then
@@ -46,7 +49,24 @@ done
 (cd "$ir" && find . | busybox cpio -o -H newc 2>/dev/null | gzip -1) > "$out/initramfs.cpio.gz"
 log "kernel $kver, initramfs $(du -k "$out/initramfs.cpio.gz" | cut -f1) KiB"
 
-.venv/bin/python scripts/kernel-lane/lane.py plan "$out/plan.json" --policy-root "$policy_root"
+# The docker stage's image: a root file system of busybox-static and its applet
+# links (as scripts/dockerd.sh builds mcslabel-busybox:test), imported by the
+# guest's dockerd; no host daemon needed. KERNEL_LANE_DOCKER=0 skips the stage (reported).
+docker_args=()
+if [ "${KERNEL_LANE_DOCKER:-1}" = 0 ]; then
+  docker_args=(--docker-skip "KERNEL_LANE_DOCKER=0")
+else
+  img=$out/image-root
+  mkdir -p "$img/bin" "$img/tmp" "$img/etc"
+  cp /bin/busybox "$img/bin/busybox"
+  for applet in $("$img/bin/busybox" --list); do
+    [ "$applet" = busybox ] || ln -sf busybox "$img/bin/$applet"
+  done
+  echo 'root:x:0:0:root:/:/bin/sh' > "$img/etc/passwd"
+  tar -C "$img" -cf "$out/image-rootfs.tar" . && rm -rf "$img"
+  docker_args=(--docker-image-tar "$out/image-rootfs.tar")
+fi
+.venv/bin/python scripts/kernel-lane/lane.py plan "$out/plan.json" --policy-root "$policy_root" "${docker_args[@]}"
 
 log "booting (TCG, timeout ${boot_timeout}s); console in $out/console.log"
 boot_start=$(date +%s)
@@ -56,7 +76,8 @@ timeout --kill-after=10 "$boot_timeout" qemu-system-x86_64 \
   -kernel "/boot/vmlinuz-$kver" -initrd "$out/initramfs.cpio.gz" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
   -virtfs "local,path=$out,mount_tag=laneout,security_model=passthrough" \
-  -append "console=ttyS0 security=selinux selinux=1 enforcing=0 panic=-1 quiet loglevel=4 log_buf_len=16M audit_backlog_limit=65536 mcslabel.repo=$repo mcslabel.timeout=$((boot_timeout - 60))" \
+  -virtfs local,path=/,mount_tag=enginefs,security_model=passthrough,readonly=on,multidevs=remap \
+  -append "${KERNEL_LANE_APPEND:-} console=ttyS0 security=selinux selinux=1 enforcing=0 panic=-1 quiet loglevel=4 log_buf_len=16M audit_backlog_limit=65536 mcslabel.repo=$repo mcslabel.timeout=$((boot_timeout - 60))" \
   < /dev/null > "$out/console.log" 2>&1
 qemu_status=$?
 set -e
