@@ -541,6 +541,12 @@ def run(plan: dict[str, Any], out: dict[str, Any]) -> None:
     out["probes"] = probes
     out["avcs"] = avcs
 
+    # The context-mount stage (its own module): mcslabel mount on virtio disks.
+    sys.path.insert(0, str(HERE))  # -I leaves the script's directory off sys.path
+    import mount_stage
+
+    out["context_mount"] = mount_stage.run_guest(sys.modules[__name__])
+
 
 def plan_cells(plan: dict[str, Any], name: str) -> list[dict[str, Any]]:
     return next(p["cells"] for p in plan["probes"] if p["name"] == name)

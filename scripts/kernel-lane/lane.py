@@ -18,6 +18,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import mount_stage  # the context-mount stage, beside this file
+
 # Host paths: verify's defaults and the places a container must never reach.
 PATHS = (
     "/var", "/root", "/home",
@@ -270,6 +272,7 @@ def report(args: argparse.Namespace) -> int:
     doc["mcs"] = _mcs_section(the_plan, guest, by_name, problems)
     doc["discovery"] = _discovery_section(the_plan, guest, problems)
     doc["docker"] = _docker_section(the_plan, guest, problems)
+    doc["context_mount"] = mount_stage.report_section(Path(args.plan).parent, guest, problems)
     doc["problems"] = problems
     doc["ok"] = not problems
     Path(args.report).write_text(json.dumps(doc, indent=1))
@@ -466,6 +469,8 @@ def _summary(doc: dict[str, Any]) -> None:
         if dk.get("masked_paths_dropped"):
             m = dk["masked_paths_dropped"]
             print(f"[lane]   runc-lane dropped the masked paths {m['paths']}: {m['why']}")
+    for line in mount_stage.summary(doc["context_mount"]):
+        print(f"[lane] {line}")
     for p in doc["problems"][:40]:
         print(f"[lane] FAIL {p}")
     if len(doc["problems"]) > 40:

@@ -3,7 +3,7 @@
 # root read-only over 9p, load the policy, and put every verify answer to the
 # kernel in enforcing mode. Usage: run.sh [POLICY_ROOT]
 # Writes build/kernel-report.json; exit 0 only when every check agrees.
-# Environment: KERNEL_LANE_TIMEOUT (seconds, default 900), KERNEL_LANE_DOCKER=0
+# Environment: KERNEL_LANE_TIMEOUT (seconds, default 1200), KERNEL_LANE_DOCKER=0
 # (skip the docker stage; the report says so), KERNEL_LANE_APPEND (extra kernel
 # command line, e.g. mcslabel.script=/abs/path/to/another-guest-script.sh).
 set -euo pipefail
@@ -18,7 +18,13 @@ cd "$(dirname "$0")/../.."
 repo=$(pwd)
 out=$repo/build/kernel-lane
 report=$repo/build/kernel-report.json
-boot_timeout=${KERNEL_LANE_TIMEOUT:-900}   # seconds for the whole guest run
+boot_timeout=${KERNEL_LANE_TIMEOUT:-1200}  # seconds for the whole guest run
+# The context-mount stage (docs/kernel.md): image sizes to mount, sizes to relabel too.
+mount_sizes=${KERNEL_LANE_MOUNT_SIZES-10k,1m}
+relabel_sizes=${KERNEL_LANE_MOUNT_RELABEL-10k}
+case ",$relabel_sizes," in  # relabeling 1M files under TCG takes about 10 minutes
+  *,1m,*) boot_timeout=${KERNEL_LANE_TIMEOUT:-2700} ;;
+esac
 log() { printf '[lane] %s\n' "$*"; }
 start=$(date +%s)
 
@@ -34,7 +40,9 @@ done
 [ -n "$kver" ] || { echo "no /boot/vmlinuz-* with /lib/modules" >&2; exit 1; }
 grep -q '^CONFIG_SECURITY_SELINUX=y' "/boot/config-$kver" || { echo "$kver lacks SELinux" >&2; exit 1; }
 
-rm -rf "$out" "$report"
+# Everything but the cached file system images of the context-mount stage.
+mkdir -p "$out" && find "$out" -mindepth 1 -maxdepth 1 ! -name images -exec rm -rf {} +
+rm -f "$report"
 mkdir -p "$out/initramfs"/{bin,dev,proc,sys,modules}
 ir=$out/initramfs
 cp /bin/busybox "$ir/bin/busybox"
@@ -67,6 +75,10 @@ else
   docker_args=(--docker-image-tar "$out/image-rootfs.tar")
 fi
 .venv/bin/python scripts/kernel-lane/lane.py plan "$out/plan.json" --policy-root "$policy_root" "${docker_args[@]}"
+# The context-mount stage's ext4 images (built once, cached in $out/images) as virtio disks.
+mount_drives=$(.venv/bin/python scripts/kernel-lane/mount_stage.py prepare "$out" \
+  --sizes "$mount_sizes" --relabel-sizes "$relabel_sizes" \
+  --walk-limit "${KERNEL_LANE_MOUNT_WALK_LIMIT-0}" --policy-root "$policy_root")
 
 log "booting (TCG, timeout ${boot_timeout}s); console in $out/console.log"
 boot_start=$(date +%s)
@@ -75,7 +87,7 @@ timeout --kill-after=10 "$boot_timeout" qemu-system-x86_64 \
   -accel tcg -m 2048 -smp 2 -nographic -no-reboot -nodefaults -serial stdio \
   -kernel "/boot/vmlinuz-$kver" -initrd "$out/initramfs.cpio.gz" \
   -virtfs local,path=/,mount_tag=hostroot,security_model=passthrough,readonly=on,multidevs=remap \
-  -virtfs "local,path=$out,mount_tag=laneout,security_model=passthrough" \
+  -virtfs "local,path=$out,mount_tag=laneout,security_model=passthrough" $mount_drives \
   -virtfs local,path=/,mount_tag=enginefs,security_model=passthrough,readonly=on,multidevs=remap \
   -append "${KERNEL_LANE_APPEND:-} console=ttyS0 security=selinux selinux=1 enforcing=0 panic=-1 quiet loglevel=4 log_buf_len=16M audit_backlog_limit=65536 mcslabel.repo=$repo mcslabel.timeout=$((boot_timeout - 60))" \
   < /dev/null > "$out/console.log" 2>&1
