@@ -31,6 +31,17 @@ SHARED = Path(os.environ.get("MCSLABEL_SHARED", REPO.parent / "shared"))
 CENTOS_ROOT = SHARED / "policies" / "centos-stream9-targeted"
 
 
+@pytest.fixture
+def var_t_volume(tmp_path: Path) -> Path:
+    """A volume directory and one file in it, both labeled ``var_t`` (a host label)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "f").write_text("x")
+    for p in (data, data / "f"):
+        os.setxattr(p, "security.selinux", b"system_u:object_r:var_t:s0\0")
+    return data
+
+
 @pytest.fixture(scope="session")
 def centos_root() -> Path:
     """The real CentOS Stream 9 targeted policy root from shared/."""

@@ -51,13 +51,8 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture
-def volume(tmp_path: Path) -> Path:
-    data = tmp_path / "data"
-    data.mkdir()
-    (data / "f").write_text("x")
-    for p in (data, data / "f"):
-        os.setxattr(p, XATTR, VAR_T.encode() + b"\0")
-    return data
+def volume(var_t_volume: Path) -> Path:
+    return var_t_volume
 
 
 @pytest.fixture

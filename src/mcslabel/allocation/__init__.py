@@ -14,8 +14,9 @@ integrations or the CLI.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mcslabel._lazy import lazy_exports
 
 # Public name -> the module that defines it, imported on first access: asking
 # the store who holds a level does not load the allocator.
@@ -37,17 +38,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mcslabel.allocation.stores import STORE_ENV, Allocation, Store, open_store, store_url
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [

@@ -18,8 +18,9 @@ Modules: :mod:`~mcslabel.relabeling.engine` (:func:`relabel`),
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from mcslabel._lazy import lazy_exports
 
 # Public name -> the module that defines it, imported on first access: the
 # marker's fast path and ``mcslabel restore`` load only the modules they use.
@@ -52,17 +53,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mcslabel.relabeling.targets import target_context
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups skip __getattr__
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, globals())
 
 
 __all__ = [
