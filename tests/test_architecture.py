@@ -170,14 +170,18 @@ def test_public_modules_declare_all(name: str) -> None:
 
 
 def test_import_mcslabel_stays_cheap() -> None:
+    # Only the errors load with the front door: the model (attrs) and every job on first use.
     code = (
-        "import sys, mcslabel\n"
-        "loaded = sorted(m for m in sys.modules if m.startswith('mcslabel'))\n"
-        "assert loaded == ['mcslabel', 'mcslabel._lazy', 'mcslabel._levelsyntax',"
-        " 'mcslabel.context', 'mcslabel.errors', 'mcslabel.level']"
-        ", loaded\n"
-        "from mcslabel import relabel, verify, Allocator, open_store, load_policy\n"
+        "import sys\n"
+        "before = set(sys.modules)\n"
+        "import mcslabel\n"
+        "new = set(sys.modules) - before\n"
+        "loaded = sorted(m for m in new if m.startswith('mcslabel'))\n"
+        "assert loaded == ['mcslabel', 'mcslabel._lazy', 'mcslabel.errors'], loaded\n"
+        "assert not {'attrs', 'typing', 're', 'pathlib'} & new, sorted(new)\n"
+        "from mcslabel import relabel, verify, Allocator, open_store, load_policy, Level\n"
         "import mcslabel.relabeling, mcslabel.verification\n"
         "assert callable(mcslabel.relabel) and callable(mcslabel.verify)\n"
+        "assert str(mcslabel.Level.parse('s0:c2,c1')) == 's0:c1,c2'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

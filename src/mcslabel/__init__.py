@@ -1,8 +1,9 @@
 """mcslabel: SELinux MCS label management for container hosts.
 
-The front door. The pure model (levels, contexts, errors) is imported here;
-each job is imported on first use of one of its names, so ``import
-mcslabel`` and ``mcslabel --version`` stay cheap::
+The front door. The errors are imported here; the model (levels, contexts)
+and each job are imported on first use of one of their names, so ``import
+mcslabel`` and ``mcslabel --version`` stay cheap (no ``attrs``, no
+``typing`` at run time)::
 
     from mcslabel import Level, Allocator, open_store, relabel, restore, verify
 
@@ -13,10 +14,7 @@ The jobs live in packages around the model: :mod:`mcslabel.allocation`,
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcslabel._lazy import lazy_exports
-from mcslabel.context import ContainerContexts, Context
 from mcslabel.errors import (
     AllocationError,
     DockerError,
@@ -37,12 +35,17 @@ from mcslabel.errors import (
     StoreUnavailable,
     UnknownAllocation,
 )
-from mcslabel.level import Level, LevelRange
 
 __version__ = "0.1.0"
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+
 # Public name -> the module that defines it, imported on first access.
 _LAZY = {
+    "ContainerContexts": "mcslabel.context",
+    "Context": "mcslabel.context",
+    "Level": "mcslabel.level",
+    "LevelRange": "mcslabel.level",
     "Allocation": "mcslabel.allocation.stores",
     "Allocator": "mcslabel.allocation.allocator",
     "Store": "mcslabel.allocation.stores",
@@ -69,8 +72,10 @@ _LAZY = {
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from mcslabel.allocation.allocator import Allocator
     from mcslabel.allocation.stores import Allocation, Store, open_store
+    from mcslabel.context import ContainerContexts, Context
     from mcslabel.integrations.assertions import assert_blocked, assert_isolated
     from mcslabel.integrations.labels import LabelInfo, show
+    from mcslabel.level import Level, LevelRange
     from mcslabel.relabeling.engine import (
         FileError,
         RelabelResult,

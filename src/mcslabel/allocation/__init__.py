@@ -14,9 +14,9 @@ integrations or the CLI.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcslabel._lazy import lazy_exports
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 # Public name -> the module that defines it, imported on first access: asking
 # the store who holds a level does not load the allocator.

@@ -13,21 +13,23 @@ the command silently, killed by ``SIGPIPE`` like git (``$?`` 141).
 
 from __future__ import annotations
 
-import importlib
 import os
-import signal
 import sys
-from collections.abc import Iterable, Sequence
 
 from mcslabel import __version__
-from mcslabel.cli._common import EXIT_INPUT, EXIT_OK, EXIT_PIPE, run_handler
-from mcslabel.cli._parser import (
-    GLOBAL_OPTIONS,
-    Parser,
-    add_global_options,
-    apply_global_options,
-    set_json_errors,
-)
+
+# Nothing heavier at module level: the console script imports this module
+# first, and ``relabel --trust-marker`` on an unchanged tree may end before
+# argparse, typing or attrs are needed (mcslabel.cli._marker_path).
+EXIT_OK = 0
+EXIT_INPUT = 2
+EXIT_PIPE = 141
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+    from mcslabel.cli._parser import Parser
 
 # Subcommand -> the module that registers it, in help order.
 COMMANDS = {
@@ -55,7 +57,9 @@ COMMANDS = {
 #: Every subcommand module, in help order (each imported once).
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
-_VALUE_GLOBALS = {flag for flag, _, takes_value, _, _ in GLOBAL_OPTIONS if takes_value}
+# The global options that take a value (mcslabel.cli._parser.GLOBAL_OPTIONS;
+# a test keeps the two in step).
+_VALUE_GLOBALS = frozenset({"--store", "--categories", "--policy-root", "--docker-host"})
 
 
 def _command_of(argv: Sequence[str]) -> str | None:
@@ -83,6 +87,10 @@ def _modules_for(argv: Sequence[str]) -> Iterable[str]:
 
 def build_parser(modules: Iterable[str] = SUBCOMMAND_MODULES) -> Parser:
     """The ``mcslabel`` parser with the subcommands of ``modules`` (default: all)."""
+    import importlib
+
+    from mcslabel.cli._parser import Parser, add_global_options
+
     parser = Parser(
         prog="mcslabel",
         description="SELinux MCS label management for container hosts.",
@@ -99,6 +107,9 @@ def build_parser(modules: Iterable[str] = SUBCOMMAND_MODULES) -> Parser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command line; the exit status (usage errors exit 2 via SystemExit)."""
+    from mcslabel.cli._common import run_handler
+    from mcslabel.cli._parser import apply_global_options, set_json_errors
+
     argv = list(sys.argv[1:] if argv is None else argv)
     set_json_errors("--json" in argv)
     try:
@@ -117,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _die_of_sigpipe() -> None:
     """End as git does on a closed pipe: silently, killed by SIGPIPE."""
+    import signal
+
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())  # the interpreter's last flush must not fail
@@ -141,11 +154,13 @@ def _exit_now(code: int) -> None:
     another non-daemon thread is alive or the output cannot be flushed.
     """
     import atexit
-    import threading
 
-    main_thread = threading.main_thread()
-    if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
-        return
+    # No thread can run unless threading was imported (the marker path never imports it).
+    threading = sys.modules.get("threading")
+    if threading is not None:
+        main_thread = threading.main_thread()
+        if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
+            return
     try:
         sys.stdout.flush()
         sys.stderr.flush()
@@ -159,14 +174,27 @@ def _exit_now(code: int) -> None:
 
 def entry_point() -> None:  # pragma: no cover - thin wrapper for console_scripts
     try:
-        code = main()
+        code = _marker_path_or_main(sys.argv[1:])
     except KeyboardInterrupt:
-        code = 128 + signal.SIGINT
+        code = 128 + 2  # SIGINT
     if code == EXIT_PIPE:
         _die_of_sigpipe()
     if _command_of(sys.argv[1:]) in QUICK_EXIT:
         _exit_now(code)
     sys.exit(code)
+
+
+def _marker_path_or_main(argv: list[str]) -> int:
+    """:func:`main`, unless ``argv`` is a ``relabel --trust-marker`` that the
+    lean marker path can answer by itself (it falls back to :func:`main` for
+    anything it is not sure of; see :mod:`mcslabel.cli._marker_path`)."""
+    if argv[:1] == ["relabel"] and "--trust-marker" in argv:
+        from mcslabel.cli._marker_path import run
+
+        code = run(argv[1:])
+        if code is not None:
+            return code
+    return main(argv)
 
 
 __all__ = ["COMMANDS", "EXIT_OK", "QUICK_EXIT", "build_parser", "entry_point", "main"]

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import getpass
-import socket
 from typing import TYPE_CHECKING
 
 from mcslabel.cli._common import (
@@ -16,6 +14,7 @@ from mcslabel.cli._common import (
     print_json,
     print_table,
 )
+from mcslabel.cli._identity import default_owner
 from mcslabel.level import Level
 
 if TYPE_CHECKING:
@@ -64,14 +63,6 @@ def _read_all(args: argparse.Namespace) -> list[Allocation]:
         return allocator.owned_by(args.owner) if args.owner else allocator.allocations()
 
 
-def _default_owner() -> str:
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):
-        user = "unknown"
-    return f"user:{user}@{socket.gethostname()}"
-
-
 def _add_common(parser: argparse.ArgumentParser, *, writes: bool = True) -> None:
     add_store_flag(parser)
     if writes:
@@ -105,7 +96,7 @@ def _show(record: Allocation | None, args: argparse.Namespace) -> None:
 def _allocate(args: argparse.Namespace) -> int:
     with _open(args) as allocator:
         record = allocator.allocate(
-            args.owner or _default_owner(),
+            args.owner or default_owner(),
             name=args.name,
             shared=args.shared,
             ttl=args.ttl,
@@ -119,7 +110,7 @@ def _reserve(args: argparse.Namespace) -> int:
     with _open(args) as allocator:
         record = allocator.reserve(
             args.level,
-            args.owner or _default_owner(),
+            args.owner or default_owner(),
             shared=args.shared,
             ttl=args.ttl,
             persistent=args.persistent,

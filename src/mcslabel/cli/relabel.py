@@ -174,7 +174,7 @@ def _check_held(args: argparse.Namespace) -> None:
             raise InvalidInput("--require-held: no store to check the level against")
         return
     from mcslabel.allocation import holding, open_store
-    from mcslabel.cli.alloc import _default_owner as default_owner
+    from mcslabel.cli._identity import default_owner
     from mcslabel.errors import StoreError
     from mcslabel.level import Level
 

@@ -18,9 +18,9 @@ Modules: :mod:`~mcslabel.relabeling.engine` (:func:`relabel`),
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcslabel._lazy import lazy_exports
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 # Public name -> the module that defines it, imported on first access: the
 # marker's fast path and ``mcslabel restore`` load only the modules they use.

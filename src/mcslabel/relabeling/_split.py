@@ -11,17 +11,14 @@ handed at the fork; :data:`HOOKS` are the test hooks of
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
-import struct
 from collections.abc import Callable
 from typing import Final
 
+from mcslabel.relabeling._fsfacts import nlink_counts_subdirs
 from mcslabel.relabeling._walking import O_DIR, MountRules
 
 MIX: Final = 0x9E3779B1  # Fibonacci hashing: ext4 hands out inodes in runs
-# File systems whose directories count their subdirectories in st_nlink (2 + n).
-_NLINK_COUNTS_SUBDIRS: Final = frozenset({0xEF53, 0x58465342, 0x01021994})  # ext2-4, XFS, tmpfs
 
 
 class Hooks:
@@ -39,20 +36,6 @@ class Hooks:
 def owner(ino: int, workers: int) -> int:
     """The worker that labels inode ``ino``."""
     return ((ino * MIX) >> 16) % workers
-
-
-def nlink_counts_subdirs(fd: int) -> bool:
-    """True when the file system of ``fd`` keeps ``st_nlink == 2 + subdirectories``
-    for directories (btrfs, overlayfs and others do not, or not always)."""
-    try:
-        fstatfs = ctypes.CDLL(None, use_errno=True).fstatfs
-    except (OSError, AttributeError):
-        return False
-    buf = ctypes.create_string_buffer(256)  # struct statfs; f_type is its first word
-    if fstatfs(fd, buf) != 0:
-        return False
-    (f_type,) = struct.unpack_from("@l", buf, 0)
-    return int(f_type) & 0xFFFFFFFF in _NLINK_COUNTS_SUBDIRS
 
 
 class Spec:

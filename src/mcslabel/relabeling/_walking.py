@@ -14,13 +14,13 @@ import os
 import sys
 from typing import Final
 
+from mcslabel.relabeling._fsfacts import O_DIR
 from mcslabel.relabeling._xattrat import XATTR
 from mcslabel.relabeling.journal_format import escape, record_line
 from mcslabel.relabeling.mounts import Mount, points_under
 from mcslabel.relabeling.refusals import RefusedPaths
 from mcslabel.relabeling.results import ErrorTally
 
-O_DIR: Final = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 FS_ENCODING: Final = sys.getfilesystemencoding()
 #: What :meth:`MountRules.verdict` returns for a mount that is not entered.
 SKIP: Final = 1

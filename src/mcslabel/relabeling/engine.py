@@ -28,13 +28,13 @@ from pathlib import Path
 from types import MappingProxyType
 
 from mcslabel.context import Context
-from mcslabel.errors import InvalidInput, RelabelError
+from mcslabel.errors import InvalidInput
 from mcslabel.errors import show_input as _q
 from mcslabel.level import Level
 from mcslabel.relabeling import _split, _xattrat, markers
 from mcslabel.relabeling._serial import BATCH_DIRS, BATCH_ENTRIES, SerialWalk
 from mcslabel.relabeling._split import MAX_DEFAULT_WORKERS, PARALLEL_MIN_ENTRIES, default_workers
-from mcslabel.relabeling._walking import O_DIR, MountRules, OpenDir, right_labels
+from mcslabel.relabeling._walking import MountRules, OpenDir
 from mcslabel.relabeling.journal_format import JournalHeader
 from mcslabel.relabeling.journal_writer import JournalWriter
 from mcslabel.relabeling.mounts import read_mountinfo
@@ -136,28 +136,9 @@ def relabel(
     segments: list[JournalWriter] = []
     root_fd = -1
     try:
-        # Signals wait until each fd is stored where the finally below closes it.
+        # Signals wait until the fd is stored where the finally below closes it.
         with _signals_deferred():
-            try:
-                root_fd = os.open(root, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError as exc:
-                raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
-            st = os.fstat(root_fd)
-            if stat.S_ISDIR(st.st_mode):
-                try:
-                    dir_fd = os.open(root, O_DIR)
-                except OSError as exc:
-                    raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
-                path_fd, root_fd = root_fd, dir_fd
-                os.close(path_fd)
-        if stat.S_ISDIR(st.st_mode):
-            st2 = os.fstat(root_fd)
-            if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
-                raise RelabelError(f"{root} was replaced while opening it")
-        # The fd, not the name, is what gets labeled: check what it really is.
-        check_relabel_allowed(
-            os.readlink(f"/proc/self/fd/{root_fd}"), refused=refused, mounts=mounts
-        )
+            root_fd, st = markers.open_root(str(root), refused=refused, mounts=mounts)
         is_dir = stat.S_ISDIR(st.st_mode)
         rules = MountRules(
             root=str(root),
@@ -169,7 +150,7 @@ def relabel(
         # The marker speaks for a tree without mounts inside (their content is not dated).
         marked = trust_marker and is_dir and not rules.points
         if marked:
-            skipped = _marker_says_unchanged(root_fd, ctx, target)
+            skipped = markers.marked_unchanged(root_fd, str(ctx))
             if skipped is not None:
                 if journal is not None and not dry_run:
                     writer = JournalWriter(journal, _header(root, st, ctx))
@@ -281,23 +262,6 @@ def _header(root: Path, st: os.stat_result, ctx: Context) -> JournalHeader:
         target=str(ctx),
         started=datetime.now(UTC).isoformat(timespec="seconds"),
     )
-
-
-def _marker_says_unchanged(root_fd: int, ctx: Context, target: bytes) -> int | None:
-    """The entry count of a trusted marker when the tree is unchanged since
-    (see :mod:`mcslabel.relabeling.markers`), else None."""
-    marker = markers.read_marker(root_fd)
-    if marker is None or marker.target != str(ctx):
-        return None
-    try:
-        if _xattrat.get_fd(root_fd) not in right_labels(target):
-            return None
-    except OSError:
-        return None
-    nlink = _split.nlink_counts_subdirs(root_fd)
-    if not markers.unchanged_since(root_fd, marker, nlink_counts_subdirs=nlink):
-        return None
-    return marker.entries
 
 
 def _run_parallel(

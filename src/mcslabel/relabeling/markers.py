@@ -39,6 +39,10 @@ Files created by a container running at the volume's label get that label
 from the kernel, so a volume used only by its container stays trusted in
 spirit but not in fact: any entry created makes the next run walk. Without
 ``trust_marker`` the marker is neither read nor written.
+
+This module imports nothing heavy (no ``attrs``, no ``typing`` at run time):
+a marker-trusted ``mcslabel relabel`` of an unchanged tree is mostly process
+start-up, and :func:`check_marker` is all of its work.
 """
 
 from __future__ import annotations
@@ -49,26 +53,58 @@ import os
 import stat
 import time
 
-import attrs
+from mcslabel.relabeling._fsfacts import O_DIR, nlink_counts_subdirs
+from mcslabel.relabeling.mounts import points_under
 
-from mcslabel.relabeling._walking import O_DIR
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from mcslabel.relabeling.mounts import Mount
+    from mcslabel.relabeling.refusals import RefusedPaths
 
 #: The attribute on the volume's top directory.
 MARKER_XATTR = "trusted.mcslabel.relabeled"
 _MAGIC = "mcslabel-marker 1"
+_LABEL_XATTR = "security.selinux"
 # A walk's start is taken this much early: file times come from a coarse clock.
 _CLOCK_SLACK_NS = 20_000_000
 
 
-@attrs.frozen
 class Marker:
     """A complete relabel to ``target``: its walk from ``started`` to
-    ``ended`` (ns since the epoch), ``entries`` entries seen."""
+    ``ended`` (ns since the epoch), ``entries`` entries seen. Immutable."""
+
+    __slots__ = ("ended", "entries", "started", "target")
 
     target: str
     started: int
     ended: int
     entries: int
+
+    def __init__(self, target: str, started: int, ended: int, entries: int) -> None:
+        for name, value in (
+            ("target", target),
+            ("started", started),
+            ("ended", ended),
+            ("entries", entries),
+        ):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Marker is immutable: cannot set {name!r}")
+
+    def _fields(self) -> tuple[str, int, int, int]:
+        return (self.target, self.started, self.ended, self.entries)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Marker):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return "Marker(target={!r}, started={!r}, ended={!r}, entries={!r})".format(*self._fields())
 
     def encode(self) -> bytes:
         return f"{_MAGIC} {self.target} {self.started} {self.ended} {self.entries}".encode()
@@ -157,9 +193,90 @@ def unchanged_since(root_fd: int, marker: Marker, *, nlink_counts_subdirs: bool)
     return True
 
 
+def marked_unchanged(root_fd: int, target: str) -> int | None:
+    """The entry count of a trusted marker on the directory open as ``root_fd``
+    when it carries ``target`` and its tree is unchanged since (see the
+    module docs), else None."""
+    marker = read_marker(root_fd)
+    if marker is None or marker.target != target:
+        return None
+    try:
+        label = os.getxattr(root_fd, _LABEL_XATTR)
+    except OSError:
+        return None
+    raw = target.encode("ascii")
+    if label not in (raw + b"\0", raw):  # stored with or without its NUL
+        return None
+    nlink = nlink_counts_subdirs(root_fd)
+    if not unchanged_since(root_fd, marker, nlink_counts_subdirs=nlink):
+        return None
+    return marker.entries
+
+
+def open_root(
+    root: str, *, refused: RefusedPaths, mounts: list[Mount]
+) -> tuple[int, os.stat_result]:
+    """``root`` (canonical, allowed) opened for a relabel: an ``O_DIR`` fd for a
+    directory, an ``O_PATH`` fd for anything else, and its ``stat``.
+
+    The fd, not the name, is what gets labeled: it is checked again against
+    ``refused`` through ``/proc/self/fd``, so a path swapped for a symlink or
+    a refused directory between the check and the open is refused.
+    Raises :class:`~mcslabel.errors.RelabelError` or
+    :class:`~mcslabel.errors.RefusedPath`; on success the caller owns the fd.
+    """
+    from mcslabel.errors import RelabelError
+    from mcslabel.relabeling.refusals import allowed_path
+
+    try:
+        fd = os.open(root, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            try:
+                dir_fd = os.open(root, O_DIR)
+            except OSError as exc:
+                raise RelabelError(f"cannot open {root}: {exc.strerror}") from exc
+            os.close(fd)
+            fd = dir_fd
+            st2 = os.fstat(fd)
+            if (st2.st_dev, st2.st_ino) != (st.st_dev, st.st_ino):
+                raise RelabelError(f"{root} was replaced while opening it")
+        allowed_path(os.readlink(f"/proc/self/fd/{fd}"), refused=refused, mounts=mounts)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, st
+
+
+def check_marker(
+    root: str, target: str, *, refused: RefusedPaths, mounts: list[Mount]
+) -> int | None:
+    """The entry count :func:`~mcslabel.relabeling.relabel` reports when it
+    skips the walk of canonical ``root`` for ``target`` (a full context), or
+    None when it has to walk: ``root`` is not a directory, has a mount point
+    inside, or its marker does not vouch for it (:func:`marked_unchanged`).
+
+    Raises what :func:`open_root` raises.
+    """
+    fd, st = open_root(root, refused=refused, mounts=mounts)
+    try:
+        # The marker speaks for a tree without mounts inside (their content is not dated).
+        if not stat.S_ISDIR(st.st_mode) or points_under(root, mounts):
+            return None
+        return marked_unchanged(fd, target)
+    finally:
+        os.close(fd)
+
+
 __all__ = [
     "MARKER_XATTR",
     "Marker",
+    "check_marker",
+    "marked_unchanged",
+    "open_root",
     "read_marker",
     "remove_marker",
     "unchanged_since",

@@ -12,35 +12,56 @@ read the file system type and super options of the same lines. Paths are
 from __future__ import annotations
 
 import os
-import re
-from typing import NamedTuple
+from collections import namedtuple
 
 MOUNTINFO = "/proc/self/mountinfo"
-_OCTAL = re.compile(r"\\([0-7]{3})")
+_OCTAL_DIGITS = frozenset("01234567")
 
+# Neither typing nor re at run time: the marker path of ``mcslabel relabel``
+# reads the mount table in a process that should end in milliseconds.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from typing import NamedTuple
 
-class Mount(NamedTuple):
-    """One line of mountinfo."""
+    class Mount(NamedTuple):
+        """One line of mountinfo."""
 
-    device: str  # "major:minor" of the file system
-    root: str  # the directory of that file system the mount shows ("/" for all of it)
-    point: str  # where it is mounted
-    #: The kernel's mount id; -1 when the line does not have a number there.
-    mount_id: int = -1
-    #: File system type (``ext4``, ``fuse.sshfs``); "" when the line lacks the part after `` - ``.
-    fstype: str = ""
-    #: Mount source (device, server path, ``tmpfs``...), unescaped.
-    source: str = ""
-    #: The super options as the kernel prints them (comma-separated; quoted values may
-    #: hold commas: see :func:`mcslabel.relabeling.context_mounts.split_options`).
-    super_options: str = ""
+        device: str  # "major:minor" of the file system
+        root: str  # the directory of that file system the mount shows ("/" for all of it)
+        point: str  # where it is mounted
+        #: The kernel's mount id; -1 when the line does not have a number there.
+        mount_id: int = -1
+        #: File system type (``ext4``, ``fuse.sshfs``); "" when the line lacks the part
+        #: after `` - ``.
+        fstype: str = ""
+        #: Mount source (device, server path, ``tmpfs``...), unescaped.
+        source: str = ""
+        #: The super options as the kernel prints them (comma-separated; quoted values may
+        #: hold commas: see :func:`mcslabel.relabeling.context_mounts.split_options`).
+        super_options: str = ""
+
+else:
+    Mount = namedtuple(  # the NamedTuple above, built without typing
+        "Mount",
+        ("device", "root", "point", "mount_id", "fstype", "source", "super_options"),
+        defaults=(-1, "", "", ""),
+        module=__name__,
+    )
+    Mount.__doc__ = "One line of mountinfo."
 
 
 def unoctal(raw: str) -> str:
     """mountinfo's field with ``\\ooo`` escapes (space, tab, newline, backslash) undone."""
     if "\\" not in raw:
         return raw
-    return _OCTAL.sub(lambda m: chr(int(m.group(1), 8)), raw)
+    head, *pieces = raw.split("\\")
+    out = [head]
+    for piece in pieces:
+        if len(piece) >= 3 and _OCTAL_DIGITS.issuperset(piece[:3]):
+            out.append(chr(int(piece[:3], 8)) + piece[3:])
+        else:
+            out.append("\\" + piece)
+    return "".join(out)
 
 
 def parse_line(line: str) -> Mount | None:

@@ -35,12 +35,17 @@ from __future__ import annotations
 import contextlib
 import os
 import pwd
-from collections.abc import Iterable, Iterator
-from pathlib import Path
 
 from mcslabel.errors import RefusedPath
 from mcslabel.errors import show_input as _q
 from mcslabel.relabeling.mounts import Mount, aliases, read_mountinfo
+
+# Imported for type checkers only: the marker path checks a root with this
+# module in a process that should not pay for pathlib or typing.
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator
+    from pathlib import Path
 
 # The directory and everything inside it.
 SYSTEM_TREES: tuple[str, ...] = (
@@ -257,6 +262,19 @@ def check_relabel_allowed(
     for a caller that checks more than one path; ``mounts`` the mount table
     already read.
     """
+    from pathlib import Path  # on use: start-up time (allowed_path needs none)
+
+    return Path(allowed_path(path, refuse=refuse, refused=refused, mounts=mounts))
+
+
+def allowed_path(
+    path: str | os.PathLike[str],
+    *,
+    refuse: Iterable[str | os.PathLike[str]] = (),
+    refused: RefusedPaths | None = None,
+    mounts: list[Mount] | None = None,
+) -> str:
+    """:func:`check_relabel_allowed`, the canonical path as ``str``."""
     real = canonical(path)
     try:
         st = os.stat(real)
@@ -269,7 +287,7 @@ def check_relabel_allowed(
         raise RefusedPath(
             f"refusing to relabel {_q(os.fspath(path))}: {why}", path=real, reason=why
         )
-    return Path(real)
+    return real
 
 
 __all__ = [
@@ -277,6 +295,7 @@ __all__ = [
     "STATE_TREES",
     "SYSTEM_TREES",
     "RefusedPaths",
+    "allowed_path",
     "canonical",
     "check_relabel_allowed",
     "home_directories",

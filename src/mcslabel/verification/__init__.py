@@ -11,9 +11,9 @@ internals, relabeling, integrations or the CLI; stores are taken as values
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from mcslabel._lazy import lazy_exports
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 
 # Public name -> the module that defines it, imported on first access: a
 # relabel needs only ``PolicyRoot`` and must not load SETools or libsepol.

@@ -20,23 +20,10 @@ import attrs
 from mcslabel.context import ContainerContexts
 from mcslabel.errors import PolicyError
 from mcslabel.verification import _bindings
+from mcslabel.verification.policyfiles import installed_policy_type
 
 SELINUX_DIR = Path("/etc/selinux")
 _POLICY_FILE = re.compile(r"policy\.(\d+)")
-
-
-def installed_policy_type(selinux_dir: Path = SELINUX_DIR) -> str:
-    """``SELINUXTYPE`` from ``/etc/selinux/config`` (``targeted``, ``default``...)."""
-    config = selinux_dir / "config"
-    try:
-        text = config.read_text()
-    except OSError as exc:
-        raise PolicyError(f"cannot read {config}: {exc.strerror}; is a policy installed?") from exc
-    for line in text.splitlines():
-        key, sep, value = line.strip().partition("=")
-        if sep and key.strip() == "SELINUXTYPE" and value.strip():
-            return value.strip().strip("\"'")
-    raise PolicyError(f"{config} sets no SELINUXTYPE")
 
 
 @attrs.frozen

@@ -4,7 +4,8 @@ Everything :class:`~mcslabel.allocation.stores.sqlite.SQLiteStore` does
 before its first transaction, and the mapping of SQLite and OS errors to
 typed store errors: an unknown or damaged file is refused and left
 untouched, never overwritten, migrated down or reset. May import: the model
-and :mod:`mcslabel.allocation.stores`.
+and :mod:`mcslabel.allocation.stores`, and :mod:`mcslabel.allocation.peek`
+(the default path, shared with the lean reader).
 """
 
 from __future__ import annotations
@@ -16,13 +17,14 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import quote
 
+from mcslabel.allocation.peek import SYSTEM_STORE_PATH, default_sqlite_path
 from mcslabel.errors import InvalidInput, StoreCorrupt, StoreError, StoreNotFound, StoreUnavailable
 from mcslabel.errors import show_input as _q
 
 #: Schema version this code writes; a newer file is refused, never downgraded.
 SCHEMA_VERSION = 1
 #: Where root keeps the host-wide registry.
-SYSTEM_PATH = Path("/var/lib/mcslabel/labels.db")
+SYSTEM_PATH = Path(SYSTEM_STORE_PATH)
 #: Seconds a writer waits for another process's transaction before giving up.
 DEFAULT_BUSY_TIMEOUT = 30.0
 
@@ -47,12 +49,7 @@ INSERT INTO mcslabel_meta VALUES ('revision', 0), ('generation', 0);
 
 def default_path() -> Path:
     """``/var/lib/mcslabel/labels.db`` for root, else ``$XDG_STATE_HOME/mcslabel/labels.db``."""
-    if os.geteuid() == 0:
-        return SYSTEM_PATH
-    state = os.environ.get("XDG_STATE_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "state"
-    )
-    return Path(state) / "mcslabel" / "labels.db"
+    return Path(default_sqlite_path())
 
 
 def store_error(exc: sqlite3.Error, path: Path, doing: str) -> StoreError:

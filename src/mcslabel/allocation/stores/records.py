@@ -11,43 +11,22 @@ the model only.
 
 from __future__ import annotations
 
-import math
 import re
 import warnings
 from collections.abc import Iterable, Mapping
 
 import attrs
 
+from mcslabel.allocation._fields import (
+    MAX_OWNER_LENGTH,
+    MAX_OWNERS,
+    check_name,
+    check_owner,
+    checked_fields,
+)
 from mcslabel.errors import InvalidInput
 from mcslabel.errors import show_input as _q
 from mcslabel.level import DEFAULT_SENSITIVITIES, Level
-
-#: The most owners one allocation may have; bounds record size in any store.
-MAX_OWNERS = 4096
-#: Longest owner string or allocation name accepted.
-MAX_OWNER_LENGTH = 256
-
-
-def _check_text(what: str, value: str) -> None:
-    if not isinstance(value, str) or not value:
-        raise InvalidInput(f"{what} must be a non-empty string, got {_q(value)}")
-    if len(value) > MAX_OWNER_LENGTH:
-        raise InvalidInput(f"{what} {_q(value)} is longer than {MAX_OWNER_LENGTH} characters")
-    # isprintable() is False for every whitespace character except the ASCII space.
-    if not value.isprintable() or " " in value:
-        raise InvalidInput(f"{what} {_q(value)} contains whitespace or control characters")
-
-
-def check_owner(owner: str) -> str:
-    """Return ``owner`` after checking it is printable text without whitespace."""
-    _check_text("owner", owner)
-    return owner
-
-
-def check_name(name: str) -> str:
-    """Return ``name`` after checking it is a valid deterministic-allocation name."""
-    _check_text("allocation name", name)
-    return name
 
 
 def trusted_pair_level(a: int, b: int, *, sensitivity: int = 0) -> Level:
@@ -124,25 +103,6 @@ def record_key(level: Level, *, in_use: bool = False) -> str:
     return IN_USE_PREFIX + level_key(level) if in_use else level_key(level)
 
 
-def _is_time(value: object) -> bool:
-    if type(value) is float:
-        return math.isfinite(value)
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-
-
-def _checked_owners(value: object, level: Level) -> tuple[str, ...]:
-    if isinstance(value, str) or not isinstance(value, Iterable):
-        raise InvalidInput(f"owners must be a collection of strings, not {_q(value)}")
-    owners = tuple(sorted(set(value)))
-    if not owners:
-        raise InvalidInput(f"allocation of {level} has no owner")
-    if len(owners) > MAX_OWNERS:
-        raise InvalidInput(f"allocation of {level} has more than {MAX_OWNERS} owners")
-    for owner in owners:
-        check_owner(owner)
-    return owners
-
-
 @attrs.frozen
 class Allocation:
     """One held level, as a store records it.
@@ -213,20 +173,18 @@ class Allocation:
             raise InvalidInput(f"allocation level must be a Level, not {type(level).__name__}")
         if not level.categories:
             raise InvalidInput(f"level {level} has no categories and cannot be allocated")
-        checked = _checked_owners(owners, level)
-        for what, value in (("created", created), ("expires", expires)):
-            if (value is not None or what == "created") and not _is_time(value):
-                raise InvalidInput(f"{what} must be a finite number of seconds, got {_q(value)}")
-        if name is not None:
-            check_name(name)
-        flags = {"shared": shared, "custom": custom, "persistent": persistent, "in_use": in_use}
-        for what, value in flags.items():
-            if not isinstance(value, bool):
-                raise InvalidInput(f"{what} must be True or False, got {_q(value)}")
-        if not isinstance(host, str):
-            raise InvalidInput(f"host must be a string, got {_q(host)}")
-        if persistent and expires is not None:
-            raise InvalidInput(f"allocation of {level} is persistent and cannot carry a lease")
+        checked = checked_fields(
+            str(level),
+            owners,
+            created,
+            expires=expires,
+            name=name,
+            shared=shared,
+            host=host,
+            custom=custom,
+            persistent=persistent,
+            in_use=in_use,
+        )
         if isinstance(revision, bool) or not isinstance(revision, int) or revision < 0:
             raise InvalidInput(f"revision must be an integer >= 0, got {_q(revision)}")
         return cls(
