@@ -12,6 +12,7 @@ full command line decides.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -163,8 +164,19 @@ VALID_RECORD = st.fixed_dictionaries(
     }
 )
 FIELD = st.sampled_from(
-    ["level", "owners", "created", "expires", "name", "shared", "host", "custom", "persistent"]
-    + ["in_use", "other"]
+    [
+        "level",
+        "owners",
+        "created",
+        "expires",
+        "name",
+        "shared",
+        "host",
+        "custom",
+        "persistent",
+        "in_use",
+        "other",
+    ]
 )
 
 
@@ -233,6 +245,25 @@ def test_no_record_is_nobody(store_file: Path) -> None:
 
 
 # --- the mount table --------------------------------------------------------------
+
+
+@pytest.mark.parametrize("where", ["tmp", "/dev/shm", "/proc/self"])
+def test_the_mount_tables_file_system_name_agrees_with_fstatfs(tmp_path: Path, where: str) -> None:
+    from mcslabel.relabeling._fsfacts import NLINK_COUNTS_SUBDIRS_FS, nlink_counts_subdirs
+    from mcslabel.relabeling.mounts import holder, read_mountinfo
+
+    path = str(tmp_path) if where == "tmp" else os.path.realpath(where)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        st = os.fstat(fd)
+        mount = holder(path, read_mountinfo())
+        assert mount is not None
+        same_fs = mount.device == f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        named = same_fs and mount.fstype in NLINK_COUNTS_SUBDIRS_FS
+        assert named == nlink_counts_subdirs(fd), (mount, same_fs)
+        assert named == (where != "/proc/self")  # ext4 or tmpfs here; procfs is neither
+    finally:
+        os.close(fd)
 
 
 @SETTINGS

@@ -13,6 +13,8 @@ import os
 O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
 # File systems whose directories count their subdirectories in st_nlink (2 + n).
 _NLINK_COUNTS_SUBDIRS = frozenset({0xEF53, 0x58465342, 0x01021994})  # ext2-4, XFS, tmpfs
+#: Their names in the mount table (a mount of one of these has one of those magics).
+NLINK_COUNTS_SUBDIRS_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
 
 
 def nlink_counts_subdirs(fd: int) -> bool:
@@ -32,4 +34,4 @@ def nlink_counts_subdirs(fd: int) -> bool:
     return int(f_type) & 0xFFFFFFFF in _NLINK_COUNTS_SUBDIRS
 
 
-__all__ = ["O_DIR", "nlink_counts_subdirs"]
+__all__ = ["NLINK_COUNTS_SUBDIRS_FS", "O_DIR", "nlink_counts_subdirs"]

@@ -53,8 +53,8 @@ import os
 import stat
 import time
 
-from mcslabel.relabeling._fsfacts import O_DIR, nlink_counts_subdirs
-from mcslabel.relabeling.mounts import points_under
+from mcslabel.relabeling._fsfacts import NLINK_COUNTS_SUBDIRS_FS, O_DIR, nlink_counts_subdirs
+from mcslabel.relabeling.mounts import holder, points_under
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -193,10 +193,14 @@ def unchanged_since(root_fd: int, marker: Marker, *, nlink_counts_subdirs: bool)
     return True
 
 
-def marked_unchanged(root_fd: int, target: str) -> int | None:
+def marked_unchanged(
+    root_fd: int, target: str, *, nlink_counts_subdirs_known: bool = False
+) -> int | None:
     """The entry count of a trusted marker on the directory open as ``root_fd``
     when it carries ``target`` and its tree is unchanged since (see the
-    module docs), else None."""
+    module docs), else None. ``nlink_counts_subdirs_known``: the caller knows
+    the file system keeps ``st_nlink == 2 + subdirectories`` (otherwise
+    ``fstatfs`` says)."""
     marker = read_marker(root_fd)
     if marker is None or marker.target != target:
         return None
@@ -207,7 +211,7 @@ def marked_unchanged(root_fd: int, target: str) -> int | None:
     raw = target.encode("ascii")
     if label not in (raw + b"\0", raw):  # stored with or without its NUL
         return None
-    nlink = nlink_counts_subdirs(root_fd)
+    nlink = nlink_counts_subdirs_known or nlink_counts_subdirs(root_fd)
     if not unchanged_since(root_fd, marker, nlink_counts_subdirs=nlink):
         return None
     return marker.entries
@@ -266,7 +270,15 @@ def check_marker(
         # The marker speaks for a tree without mounts inside (their content is not dated).
         if not stat.S_ISDIR(st.st_mode) or points_under(root, mounts):
             return None
-        return marked_unchanged(fd, target)
+        # The mount table names the file system (no ctypes fstatfs to load) when
+        # the mount holding root is the very file system the fd is on.
+        mount = holder(root, mounts)
+        known = (
+            mount is not None
+            and mount.fstype in NLINK_COUNTS_SUBDIRS_FS
+            and mount.device == f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+        )
+        return marked_unchanged(fd, target, nlink_counts_subdirs_known=known)
     finally:
         os.close(fd)
 
