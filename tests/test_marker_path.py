@@ -282,3 +282,39 @@ def test_a_closed_stdout_ends_the_lean_path_by_sigpipe(vol: Path, store: str) ->
         os.close(w)
     assert done.returncode == -13, done.stderr  # SIGPIPE, like git
     assert b"Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("json_flag", [[], ["--json"]])
+def test_an_unwritable_or_closed_stdout_ends_as_the_full_way_ends(
+    vol: Path, store: str, json_flag: list[str]
+) -> None:
+    argv = ["relabel", str(vol), "--level", "s0:c5,c6", "--trust-marker", "--store", store]
+    argv += json_flag
+    env = env_with()
+    # /dev/full: nothing can be written; the lean path leaves it to the full way, which
+    # meets the same error (when stdout's buffer is flushed at exit: status 120).
+    with open("/dev/full", "w") as full_dev:
+        by_script = subprocess.run(
+            [MCSLABEL, *argv], stdout=full_dev, stderr=subprocess.PIPE, text=True, env=env
+        )
+        by_main = subprocess.run(
+            [sys.executable, "-c", FULL, *argv],
+            stdout=full_dev,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+    assert by_script.returncode == by_main.returncode != 0
+    assert by_script.stderr == by_main.stderr
+    assert "No space left on device" in by_script.stderr
+    # stdout closed when the process starts: print() writes nothing, exit 0, no traceback.
+    for cmd in ([MCSLABEL, *argv], [sys.executable, "-c", FULL, *argv]):
+        done = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+            preexec_fn=lambda: os.close(1),
+        )
+        assert done.returncode == 0 and done.stderr == "", (cmd[0], done.stderr)

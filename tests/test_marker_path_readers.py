@@ -14,7 +14,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import sqlite3
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -207,17 +209,22 @@ def store_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @SETTINGS
-@given(record=RECORD, raw=st.sampled_from([None, "{", "[]", '"x"', '{"level":"s0:c5,c6"}']))
+@given(
+    record=RECORD,
+    raw=st.sampled_from([None, None, None, "{", "[]", '"x"', '{"level":"s0:c5,c6"}']),
+    tail=st.sampled_from(["", "", "", "\x00", "\x00junk", " ", "/*c*/", ",", "{}"]),
+    rev=st.one_of(st.integers(-2, 3), st.sampled_from(["x", 1.5, b"1"])),
+)
 def test_a_record_the_lean_reader_takes_is_one_the_store_takes(
-    store_file: Path, record: dict[str, object], raw: str | None
+    store_file: Path, record: dict[str, object], raw: str | None, tail: str, rev: object
 ) -> None:
-    text = raw if raw is not None else json.dumps(record)
+    text = (raw if raw is not None else json.dumps(record)) + tail
     conn = sqlite3.connect(store_file)
     with conn:
         conn.execute("DELETE FROM allocations")
         conn.execute(
-            "INSERT INTO allocations (key, name, record, rev) VALUES ('s0:c5,c6', NULL, ?, 1)",
-            (text,),
+            "INSERT INTO allocations (key, name, record, rev) VALUES ('s0:c5,c6', NULL, ?, ?)",
+            (text, rev),
         )
     conn.close()
     lean = sqlite_owners(str(store_file), "s0:c5,c6")
@@ -231,6 +238,69 @@ def test_a_record_the_lean_reader_takes_is_one_the_store_takes(
     finally:
         store.close()
     assert held is not None and held.owners == lean
+
+
+def full_holding(path: str) -> object:
+    store = open_store(f"sqlite://{path}")
+    try:
+        return holding(store, "s0:c5,c6")
+    finally:
+        store.close()
+
+
+def test_a_store_the_full_reader_would_warn_about_is_not_read(tmp_path: Path) -> None:
+    # Found by trying: each of these made the full command warn while the
+    # lean reader answered.
+    url = f"sqlite://{tmp_path / 'base.db'}"
+    store = open_store(url, create=True)
+    store.close()
+    from mcslabel import Allocator
+
+    with Allocator(open_store(url)) as allocator:
+        allocator.reserve("s0:c5,c6", "user:x@y")
+
+    def variant(name: str, *sql: str) -> str:
+        path = tmp_path / f"{name}.db"
+        shutil.copy(tmp_path / "base.db", path)
+        conn = sqlite3.connect(path)
+        conn.isolation_level = None
+        for statement in sql:
+            conn.executescript(statement)
+        conn.close()
+        return str(path)
+
+    assert sqlite_owners(variant("good"), "s0:c5,c6") == ("user:x@y",)
+    bad = [
+        variant("nul", "UPDATE allocations SET record = record || char(0) || 'junk'"),
+        variant("revneg", "UPDATE allocations SET rev = -1"),
+        variant("revtext", "UPDATE allocations SET rev = 'x'"),
+        variant(
+            "verreal",
+            "DROP TABLE mcslabel_schema; CREATE TABLE mcslabel_schema (version REAL);"
+            " INSERT INTO mcslabel_schema VALUES (1.0)",
+        ),
+        variant("json5", "UPDATE allocations SET record = record || ' /* c */'"),
+        variant(
+            "huge",
+            "UPDATE allocations SET record = json_set(record, '$.created', 1e308)",
+            "UPDATE allocations SET record ="
+            " replace(record, '1.0e+308', '1' || printf('%.400c', '0'))",
+        ),
+    ]
+    for path in bad:
+        assert sqlite_owners(path, "s0:c5,c6") is None, path
+        with pytest.raises(MCSLabelError):  # the full reader: a store error, so a warning
+            full_holding(path)
+    # A store the full reader cannot open for writing (a read-only mount).
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    shutil.copy(variant("delete", "PRAGMA journal_mode = DELETE"), ro / "labels.db")
+    subprocess.run(["mount", "--bind", str(ro), str(ro)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(ro)], check=True)
+        assert sqlite_owners(str(ro / "labels.db"), "s0:c5,c6") is None
+    finally:
+        subprocess.run(["umount", str(ro)], check=True)
 
 
 def test_no_record_is_nobody(store_file: Path) -> None:

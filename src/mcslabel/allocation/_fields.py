@@ -47,10 +47,15 @@ def check_name(name: str) -> str:
 
 
 def is_time(value: object) -> bool:
-    """A finite number of seconds (``bool`` is not one)."""
+    """A finite number of seconds (``bool`` is not one, nor an int too large for a float)."""
     if type(value) is float:
         return math.isfinite(value)
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # a 400-digit int from a damaged record
+        return False
 
 
 def checked_owners(value: object, level: str) -> tuple[str, ...]:

@@ -8,8 +8,9 @@ it with the store's own field checks (:mod:`mcslabel.allocation._fields`),
 reading the JSON record with SQLite's own JSON functions.
 
 It answers only what it is sure of. Every other case (a file that is not a
-store of the schema version this code knows, a busy or damaged file, an
-odd path, a record in any but the canonical shape) is ``None``: ask the
+store of the schema version this code knows, a busy or damaged file, one the
+store could not open for writing, an odd path, a record in any but the
+canonical shape) is ``None``: ask the
 store properly (:func:`mcslabel.allocation.holding`), which also says what
 is wrong. May import: :mod:`mcslabel.errors` and
 :mod:`mcslabel.allocation._fields`.
@@ -73,6 +74,11 @@ def sqlite_owners(path: str, key: str) -> tuple[str, ...] | None:
         st = os.stat(path)
         if not stat.S_ISREG(st.st_mode):
             return None
+        # The store opens its file for writing (and switches it to WAL): a file it
+        # could not open so gets a warning there, so it is not read here.
+        directory = os.path.dirname(path)
+        if not os.access(path, os.W_OK) or not os.access(directory, os.W_OK | os.X_OK):
+            return None
         with open(path, "rb") as fh:
             if fh.read(len(_SQLITE_MAGIC)) != _SQLITE_MAGIC:
                 return None
@@ -80,14 +86,21 @@ def sqlite_owners(path: str, key: str) -> tuple[str, ...] | None:
     except (OSError, sqlite3.Error):
         return None
     try:
-        if conn.execute("SELECT version FROM mcslabel_schema").fetchall() != [(SCHEMA_VERSION,)]:
+        versions = conn.execute("SELECT version FROM mcslabel_schema").fetchall()
+        if len(versions) != 1 or type(versions[0][0]) is not int:
+            return None  # the store says the version table is damaged
+        if versions[0][0] != SCHEMA_VERSION:
             return None
-        row = conn.execute("SELECT json_type(record) FROM allocations WHERE key = ?", (key,))
-        kind = row.fetchone()
-        if kind is None:
+        row = conn.execute(_RECORD_SQL, (key,)).fetchone()
+        if row is None:
             return ()
-        if kind != ("object",):
+        record, rev, valid, kind = row
+        # What Python's json reads as the store does: one canonical JSON object (no
+        # JSON5, no text after a NUL, which SQLite's JSON functions would not see).
+        if not isinstance(record, str) or "\0" in record or valid != 1 or kind != "object":
             return None
+        if type(rev) is not int or rev < 0:
+            return None  # the store's revision check refuses it
         # The record's fields through SQLite's JSON functions: no json (nor re) to import.
         fields = conn.execute(_FIELDS_SQL, (key,)).fetchall()
         owners = conn.execute(_OWNERS_SQL, (key,)).fetchall()
@@ -98,6 +111,9 @@ def sqlite_owners(path: str, key: str) -> tuple[str, ...] | None:
     return _owners_of(fields, owners, key)
 
 
+_RECORD_SQL = (
+    "SELECT record, rev, json_valid(record), json_type(record) FROM allocations WHERE key = ?"
+)
 _FIELDS_SQL = (
     "SELECT j.key, j.type, j.atom FROM allocations AS a, json_each(a.record) AS j WHERE a.key = ?"
 )

@@ -162,8 +162,9 @@ def _exit_now(code: int) -> None:
         if any(t is not main_thread and not t.daemon for t in threading.enumerate()):
             return
     try:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        for stream in (sys.stdout, sys.stderr):
+            if stream is not None:  # None: closed when the process started
+                stream.flush()
     except BrokenPipeError:
         _die_of_sigpipe()
     except (OSError, ValueError):

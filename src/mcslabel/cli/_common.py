@@ -204,6 +204,8 @@ def print_json(data: Mapping[str, Any], *, ok: bool | None = None) -> None:
     """
     if not isinstance(data, Mapping):
         raise TypeError(f"--json output must be an object, not {type(data).__name__}")
+    if sys.stdout is None:  # closed when the process started: as print() does, write nothing
+        return
     import json  # imported on use: start-up time
 
     if ok is not None:

@@ -88,37 +88,61 @@ def run(argv: list[str]) -> int | None:
         return None
     root, target, entries = found
     duration = time.monotonic() - started
-    try:
-        if "--json" in options:
-            import json
+    if "--json" in options:
+        import json
 
-            result = {
-                "ok": True,
-                "root": root,
-                "context": target,
-                "changed": 0,
-                "unchanged": entries,
-                "failed": 0,
-                "skipped_mounts": 0,
-                "errors": [],
-                "error_counts": {},
-                "duration": round(duration, 6),
-                "dry_run": False,
-                "complete": True,
-                "journal": None,
-                "skipped_by_marker": True,
-            }
-            json.dump(result, sys.stdout, indent=2)
-            sys.stdout.write("\n")
-        else:
-            print(
-                f"{root}: unchanged since its marker: walk skipped; changed 0,"
-                f" already right {entries}, failed 0, mounts skipped 0 -> {target}"
-                f" ({duration:.2f}s)"
-            )
-        sys.stdout.flush()
+        result = {
+            "ok": True,
+            "root": root,
+            "context": target,
+            "changed": 0,
+            "unchanged": entries,
+            "failed": 0,
+            "skipped_mounts": 0,
+            "errors": [],
+            "error_counts": {},
+            "duration": round(duration, 6),
+            "dry_run": False,
+            "complete": True,
+            "journal": None,
+            "skipped_by_marker": True,
+        }
+        text = json.dumps(result, indent=2) + "\n"
+    else:
+        text = (
+            f"{root}: unchanged since its marker: walk skipped; changed 0,"
+            f" already right {entries}, failed 0, mounts skipped 0 -> {target}"
+            f" ({duration:.2f}s)\n"
+        )
+    return _write(text)
+
+
+def _write(text: str) -> int | None:
+    """Write ``text`` to stdout in one go: 0, 141 for a closed pipe, or None
+    (nothing written) for any other failure, which the full command line then
+    meets and reports as it does (``[Errno 28] No space left``: exit 3)."""
+    out = sys.stdout
+    if out is None:  # stdout closed at start: print() writes nothing, and so does this
+        return 0
+    try:
+        data = text.encode(out.encoding, out.errors or "strict")
+        out.flush()
+        fd = out.fileno()
+    except (AttributeError, LookupError, OSError, ValueError):
+        return None  # UnicodeEncodeError included: the full way fails the same way
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
     except BrokenPipeError:
         return 141  # mcslabel.cli.EXIT_PIPE
+    except OSError as exc:
+        if len(view) == len(data):
+            return None
+        # Part of it is out, so it is not written twice: answered as run_handler
+        # answers an OSError (mcslabel.cli._common.EXIT_FAILED).
+        print(f"mcslabel: error: {exc}", file=sys.stderr)
+        return 3
     return 0
 
 
