@@ -10,13 +10,10 @@ time). May import: :mod:`mcslabel.errors`.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable  # loaded already wherever a store is read (sqlite3)
 
 from mcslabel.errors import InvalidInput
 from mcslabel.errors import show_input as _q
-
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
-if TYPE_CHECKING:
-    from collections.abc import Iterable
 
 #: The most owners one allocation may have; bounds record size in any store.
 MAX_OWNERS = 4096
@@ -60,8 +57,6 @@ def is_time(value: object) -> bool:
 
 def checked_owners(value: object, level: str) -> tuple[str, ...]:
     """``value`` as the sorted, de-duplicated owners of the allocation of ``level``."""
-    from collections.abc import Iterable  # on use: start-up time
-
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise InvalidInput(f"owners must be a collection of strings, not {_q(value)}")
     owners = tuple(sorted(set(value)))

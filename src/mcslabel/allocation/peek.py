@@ -10,10 +10,9 @@ reading the JSON record with SQLite's own JSON functions.
 It answers only what it is sure of. Every other case (a file that is not a
 store of the schema version this code knows, a busy or damaged file, one the
 store could not open for writing, an odd path, a record in any but the
-canonical shape) is ``None``: ask the
-store properly (:func:`mcslabel.allocation.holding`), which also says what
-is wrong. May import: :mod:`mcslabel.errors` and
-:mod:`mcslabel.allocation._fields`.
+canonical shape) is ``None``: ask the store properly
+(:func:`mcslabel.allocation.holding`), which also says what is wrong.
+May import: :mod:`mcslabel.errors` and :mod:`mcslabel.allocation._fields`.
 """
 
 from __future__ import annotations
@@ -46,6 +45,13 @@ def default_sqlite_path() -> str:
         os.path.expanduser("~"), ".local", "state"
     )
     return os.path.join(state, "mcslabel", "labels.db")
+
+
+def sqlite_file(url: str) -> str:
+    """The file an ``sqlite://`` store URL names (its ``?options`` left out):
+    :func:`default_sqlite_path` for ``sqlite://`` and ``sqlite:///``."""
+    path = url[len("sqlite://") :].partition("?")[0]
+    return default_sqlite_path() if path in ("", "/") else path
 
 
 def canonical_pair(text: str) -> bool:
@@ -173,5 +179,6 @@ __all__ = [
     "SYSTEM_STORE_PATH",
     "canonical_pair",
     "default_sqlite_path",
+    "sqlite_file",
     "sqlite_owners",
 ]

@@ -21,9 +21,7 @@ from mcslabel import __version__
 # Nothing heavier at module level: the console script imports this module
 # first, and ``relabel --trust-marker`` on an unchanged tree may end before
 # argparse, typing or attrs are needed (mcslabel.cli._marker_path).
-EXIT_OK = 0
-EXIT_INPUT = 2
-EXIT_PIPE = 141
+from mcslabel.cli._basics import EXIT_INPUT, EXIT_OK, EXIT_PIPE, GLOBAL_OPTIONS
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
 if TYPE_CHECKING:
@@ -57,9 +55,7 @@ COMMANDS = {
 #: Every subcommand module, in help order (each imported once).
 SUBCOMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
-# The global options that take a value (mcslabel.cli._parser.GLOBAL_OPTIONS;
-# a test keeps the two in step).
-_VALUE_GLOBALS = frozenset({"--store", "--categories", "--policy-root", "--docker-host"})
+_VALUE_GLOBALS = frozenset(flag for flag, _, takes_value, _, _ in GLOBAL_OPTIONS if takes_value)
 
 
 def _command_of(argv: Sequence[str]) -> str | None:

@@ -24,6 +24,13 @@ import sys
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from mcslabel.cli._basics import (
+    EXIT_CHECK_FAILED,
+    EXIT_FAILED,
+    EXIT_INPUT,
+    EXIT_OK,
+    EXIT_PIPE,
+)
 from mcslabel.errors import (
     InvalidInput,
     MCSLabelError,
@@ -31,13 +38,6 @@ from mcslabel.errors import (
     RefusedPath,
     SELinuxUnavailable,
 )
-
-EXIT_OK = 0
-EXIT_CHECK_FAILED = 1
-EXIT_INPUT = 2
-EXIT_FAILED = 3
-#: What a shell reports for a command killed by SIGPIPE (128 + 13), as for git.
-EXIT_PIPE = 141
 
 if TYPE_CHECKING:
     from mcslabel.allocation.allocator import Allocator

@@ -34,6 +34,7 @@ import os
 import sys
 import time
 
+from mcslabel.cli._basics import EXIT_FAILED, EXIT_OK, EXIT_PIPE
 from mcslabel.errors import MCSLabelError
 
 _VALUED = frozenset({"--level", "--store", "--owner", "--policy-root"})
@@ -123,7 +124,7 @@ def _write(text: str) -> int | None:
     meets and reports as it does (``[Errno 28] No space left``: exit 3)."""
     out = sys.stdout
     if out is None:  # stdout closed at start: print() writes nothing, and so does this
-        return 0
+        return EXIT_OK
     try:
         data = text.encode(out.encoding, out.errors or "strict")
         out.flush()
@@ -135,15 +136,15 @@ def _write(text: str) -> int | None:
         while view:
             view = view[os.write(fd, view) :]
     except BrokenPipeError:
-        return 141  # mcslabel.cli.EXIT_PIPE
+        return EXIT_PIPE
     except OSError as exc:
         if len(view) == len(data):
             return None
         # Part of it is out, so it is not written twice: answered as run_handler
-        # answers an OSError (mcslabel.cli._common.EXIT_FAILED).
+        # answers an OSError.
         print(f"mcslabel: error: {exc}", file=sys.stderr)
-        return 3
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _unchanged(path: str, options: dict[str, str]) -> tuple[str, str, int] | None:
@@ -180,18 +181,14 @@ def _unchanged(path: str, options: dict[str, str]) -> tuple[str, str, int] | Non
 def _held(level: str, options: dict[str, str]) -> bool:
     """True when the store has nothing to say against ``level`` (no store at
     all) or its record names the owner; False when the full command must ask."""
-    from mcslabel.allocation.peek import default_sqlite_path, sqlite_owners
+    from mcslabel.allocation.peek import sqlite_file, sqlite_owners
 
     url = options.get("--store") or os.environ.get("MCSLABEL_STORE") or None
     explicit = url is not None
     url = url or "sqlite:///"
-    if not url.startswith("sqlite://"):
-        return False
-    file = url[len("sqlite://") :]
-    if "?" in file:
-        return False
-    if file in ("", "/"):
-        file = default_sqlite_path()
+    if not url.startswith("sqlite://") or "?" in url:
+        return False  # another store, or store options: the full way
+    file = sqlite_file(url)
     try:
         os.stat(file)
     except (FileNotFoundError, NotADirectoryError):

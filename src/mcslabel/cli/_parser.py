@@ -17,14 +17,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-#: Options accepted before the subcommand too: (flag, dest, takes a value, metavar, help).
-GLOBAL_OPTIONS: tuple[tuple[str, str, bool, str | None, str], ...] = (
-    ("--json", "json", False, None, "print one JSON object (every command)"),
-    ("--store", "store", True, "URL", "label store URL (commands that use the registry)"),
-    ("--categories", "categories", True, "N", "the policy's category count"),
-    ("--policy-root", "policy_root", True, "DIR", "policy root (commands that use a policy)"),
-    ("--docker-host", "docker_host", True, "URL", "Docker daemon address (docker commands)"),
-)
+from mcslabel.cli._basics import GLOBAL_OPTIONS
+
 _GLOBAL_DEST = "global_"
 
 # Set by main(): the whole command line, to answer usage errors in JSON too.

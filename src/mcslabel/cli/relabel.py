@@ -142,13 +142,9 @@ def _store_to_check(args: argparse.Namespace) -> str | None:
     explicit = url is not None
     url = url or "sqlite:///"
     if url.startswith("sqlite://"):
-        path = url[len("sqlite://") :].partition("?")[0]
-        if path in ("", "/"):
-            from mcslabel.allocation.stores.sqlite import default_path
+        from mcslabel.allocation.peek import sqlite_file
 
-            file = default_path()
-        else:
-            file = Path(path)
+        file = Path(sqlite_file(url))
         if not file.exists():
             if explicit:
                 raise InvalidInput(f"store {url} does not exist; not creating it to check a level")

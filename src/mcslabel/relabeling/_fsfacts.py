@@ -1,4 +1,4 @@
-"""File-system facts every walk and the marker check share.
+"""File-system facts every walk and the marker check share (and what counts as a right label).
 
 Kept free of heavy imports (``ctypes`` loads on first use): the unchanged-tree
 marker check (:mod:`mcslabel.relabeling.markers`) runs in processes that
@@ -15,6 +15,12 @@ O_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBL
 _NLINK_COUNTS_SUBDIRS = frozenset({0xEF53, 0x58465342, 0x01021994})  # ext2-4, XFS, tmpfs
 #: Their names in the mount table (a mount of one of these has one of those magics).
 NLINK_COUNTS_SUBDIRS_FS = frozenset({"ext2", "ext3", "ext4", "xfs", "tmpfs"})
+
+
+def right_labels(target: bytes) -> tuple[bytes, bytes]:
+    """The raw labels that count as ``target`` (NUL-terminated): a label
+    stored without its trailing NUL is right too."""
+    return (target, target[:-1])
 
 
 def nlink_counts_subdirs(fd: int) -> bool:
@@ -34,4 +40,4 @@ def nlink_counts_subdirs(fd: int) -> bool:
     return int(f_type) & 0xFFFFFFFF in _NLINK_COUNTS_SUBDIRS
 
 
-__all__ = ["NLINK_COUNTS_SUBDIRS_FS", "O_DIR", "nlink_counts_subdirs"]
+__all__ = ["NLINK_COUNTS_SUBDIRS_FS", "O_DIR", "nlink_counts_subdirs", "right_labels"]

@@ -14,7 +14,7 @@ import os
 import sys
 from typing import Final
 
-from mcslabel.relabeling._fsfacts import O_DIR
+from mcslabel.relabeling._fsfacts import O_DIR, right_labels
 from mcslabel.relabeling._xattrat import XATTR
 from mcslabel.relabeling.journal_format import escape, record_line
 from mcslabel.relabeling.mounts import Mount, points_under
@@ -35,12 +35,6 @@ def label_here(name: str | bytes) -> bytes | None:
         if exc.errno != errno.ENODATA:
             raise
         return None
-
-
-def right_labels(target: bytes) -> tuple[bytes, bytes]:
-    """The raw labels that count as ``target`` (NUL-terminated): a label
-    stored without its trailing NUL is right too."""
-    return (target, target[:-1])
 
 
 class OpenDir:

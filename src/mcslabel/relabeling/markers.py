@@ -53,7 +53,12 @@ import os
 import stat
 import time
 
-from mcslabel.relabeling._fsfacts import NLINK_COUNTS_SUBDIRS_FS, O_DIR, nlink_counts_subdirs
+from mcslabel.relabeling._fsfacts import (
+    NLINK_COUNTS_SUBDIRS_FS,
+    O_DIR,
+    nlink_counts_subdirs,
+    right_labels,
+)
 from mcslabel.relabeling.mounts import holder, points_under
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (start-up time)
@@ -208,8 +213,7 @@ def marked_unchanged(
         label = os.getxattr(root_fd, _LABEL_XATTR)
     except OSError:
         return None
-    raw = target.encode("ascii")
-    if label not in (raw + b"\0", raw):  # stored with or without its NUL
+    if label not in right_labels(target.encode("ascii") + b"\0"):
         return None
     nlink = nlink_counts_subdirs_known or nlink_counts_subdirs(root_fd)
     if not unchanged_since(root_fd, marker, nlink_counts_subdirs=nlink):

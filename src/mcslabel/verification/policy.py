@@ -20,7 +20,7 @@ import attrs
 from mcslabel.context import ContainerContexts
 from mcslabel.errors import PolicyError
 from mcslabel.verification import _bindings
-from mcslabel.verification.policyfiles import installed_policy_type
+from mcslabel.verification.policyfiles import installed_policy_type, policy_root_dir
 
 SELINUX_DIR = Path("/etc/selinux")
 _POLICY_FILE = re.compile(r"policy\.(\d+)")
@@ -35,10 +35,7 @@ class PolicyRoot:
     @classmethod
     def installed(cls, selinux_dir: Path = SELINUX_DIR) -> PolicyRoot:
         """The root of the policy this host is configured to load."""
-        root = cls(selinux_dir / installed_policy_type(selinux_dir))
-        if not root.path.is_dir():
-            raise PolicyError(f"configured policy root {root.path} does not exist")
-        return root
+        return cls(policy_root_dir(None, selinux_dir=selinux_dir))
 
     @classmethod
     def at(cls, path: str | os.PathLike[str]) -> PolicyRoot:

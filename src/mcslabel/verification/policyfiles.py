@@ -35,12 +35,17 @@ def installed_policy_type(selinux_dir: str | os.PathLike[str] = SELINUX_DIR) -> 
     raise PolicyError(f"{config} sets no SELINUXTYPE")
 
 
-def policy_root_dir(policy_root: str | os.PathLike[str] | None = None) -> str:
-    """The directory of ``policy_root`` (default: the installed policy's root), as
-    :meth:`PolicyRoot.coerce <mcslabel.verification.policy.PolicyRoot.coerce>`
-    finds it; :class:`~mcslabel.errors.PolicyError` when it is not a directory."""
+def policy_root_dir(
+    policy_root: str | os.PathLike[str] | None = None,
+    *,
+    selinux_dir: str | os.PathLike[str] = SELINUX_DIR,
+) -> str:
+    """The directory of ``policy_root`` (default: the root of the policy
+    ``selinux_dir``'s config names), as :meth:`PolicyRoot.coerce
+    <mcslabel.verification.policy.PolicyRoot.coerce>` finds it;
+    :class:`~mcslabel.errors.PolicyError` when it is not a directory."""
     if policy_root is None:
-        path = os.path.join(SELINUX_DIR, installed_policy_type(SELINUX_DIR))
+        path = os.path.join(os.fspath(selinux_dir), installed_policy_type(selinux_dir))
         if not os.path.isdir(path):
             raise PolicyError(f"configured policy root {path} does not exist")
         return path
@@ -54,8 +59,9 @@ def plain_file_context(root_dir: str) -> str | None:
     """The ``file`` context of ``root_dir``'s ``lxc_contexts``, when the file has
     the plain shape every distribution ships (``key = "user:role:type:s0"``
     lines and ``#`` comments: a subset of what :meth:`ContainerContexts.parse
-    <mcslabel.ContainerContexts.parse>` reads, with the same result); None for
-    any other file, or one that cannot be read: then :meth:`PolicyRoot.container_contexts
+    <mcslabel.ContainerContexts.parse>` reads, with the same result); None
+    for any other file, or one that cannot be read: then
+    :meth:`PolicyRoot.container_contexts
     <mcslabel.verification.policy.PolicyRoot.container_contexts>` says what
     it holds, or what is wrong with it."""
     try:
