@@ -176,7 +176,8 @@ def test_the_command_module_alone_is_imported() -> None:
         "main(['check', 's0:c1'])\n"
         "cli = sorted(m for m in sys.modules if m.startswith('mcslabel.cli.'))\n"
         "assert cli == ['mcslabel.cli._basics', 'mcslabel.cli._common', 'mcslabel.cli._parser',\n"
-        "               'mcslabel.cli.check', 'mcslabel.cli.policy', 'mcslabel.cli.translate'], cli\n"
+        "               'mcslabel.cli.check', 'mcslabel.cli.policy',\n"
+        "               'mcslabel.cli.translate'], cli\n"
         "assert 'socket' not in sys.modules and 'json' not in sys.modules\n"
         "assert 'mcslabel.verification.translations' not in sys.modules  # only with --translate\n"
     )
